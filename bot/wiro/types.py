@@ -1,0 +1,197 @@
+"""Typed payloads of the Wiro API (see shared/wiro-api.md)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class TaskStatus(StrEnum):
+    QUEUE = "task_queue"
+    ACCEPT = "task_accept"
+    PREPROCESS_START = "task_preprocess_start"
+    PREPROCESS_END = "task_preprocess_end"
+    ASSIGN = "task_assign"
+    START = "task_start"
+    OUTPUT = "task_output"
+    OUTPUT_FULL = "task_output_full"
+    END = "task_end"
+    POSTPROCESS_START = "task_postprocess_start"
+    POSTPROCESS_END = "task_postprocess_end"
+    CANCEL = "task_cancel"
+    ERROR = "task_error"
+    #: A status this client does not know yet; treated as still running.
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def _missing_(cls, value: object) -> TaskStatus:
+        return cls.UNKNOWN
+
+
+#: Statuses after which a task never changes again (in Task/Detail).
+TERMINAL_STATUSES = frozenset({TaskStatus.POSTPROCESS_END, TaskStatus.CANCEL, TaskStatus.ERROR})
+
+#: Statuses in which a task has not reached a worker: Task/Cancel applies, not Task/Kill.
+WAITING_STATUSES = frozenset(
+    {
+        TaskStatus.QUEUE,
+        TaskStatus.ACCEPT,
+        TaskStatus.PREPROCESS_START,
+        TaskStatus.PREPROCESS_END,
+    }
+)
+
+
+def _number(value: Any) -> float:
+    """Wiro sends numbers as strings ("6.0000"); empty or missing means 0."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class TaskOutput(_Payload):
+    name: str = ""
+    contenttype: str = ""
+    size: int = 0
+    url: str
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int:
+        return int(_number(v))
+
+
+class Task(_Payload):
+    id: str
+    socketaccesstoken: str = ""
+    status: TaskStatus
+    pexit: str = ""
+    debugerror: str = ""
+    debugoutput: str = ""
+    elapsedseconds: float = 0.0
+    totalcost: float = 0.0
+    outputs: list[TaskOutput] = Field(default_factory=list)
+    createtime: float = 0.0
+    starttime: float = 0.0
+    endtime: float = 0.0
+
+    @field_validator("id", "pexit", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> str:
+        return "" if v is None else str(v)
+
+    @field_validator("debugerror", "debugoutput", "socketaccesstoken", mode="before")
+    @classmethod
+    def _maybe_text(cls, v: Any) -> str:
+        return "" if v is None else str(v)
+
+    @field_validator("elapsedseconds", "totalcost", "createtime", "starttime", "endtime",
+                     mode="before")
+    @classmethod
+    def _num(cls, v: Any) -> float:
+        return _number(v)
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def succeeded(self) -> bool:
+        """Ended normally with exit code 0. Only meaningful once terminal."""
+        return self.status is TaskStatus.POSTPROCESS_END and self.pexit.strip() in ("0", "")
+
+    @property
+    def failed(self) -> bool:
+        if self.status is TaskStatus.ERROR:
+            return True
+        return self.status is TaskStatus.POSTPROCESS_END and not self.succeeded
+
+    @property
+    def failure_reason(self) -> str:
+        text = self.debugerror.strip() or self.debugoutput.strip()
+        if not text and self.pexit.strip() not in ("", "0"):
+            text = f"exit code {self.pexit.strip()}"
+        # Keep the last lines: tracebacks end with the useful part.
+        lines = [line for line in text.splitlines() if line.strip()]
+        return "\n".join(lines[-3:])[:500]
+
+
+class RunResult(_Payload):
+    taskid: str
+    socketaccesstoken: str
+
+    @field_validator("taskid", mode="before")
+    @classmethod
+    def _id(cls, v: Any) -> str:
+        return str(v)
+
+
+class ToolOption(_Payload):
+    value: Any = None
+    label: str = ""
+
+
+class ToolInput(_Payload):
+    """One item of Tool/Detail's `tool[0].parameters[].items[]`."""
+
+    id: str
+    type: str = "text"
+    label: str = ""
+    required: bool = False
+    default: Any = None
+    options: list[ToolOption] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    note: str = ""
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _opts(cls, v: Any) -> Any:
+        return [] if v is None else v
+
+    @field_validator("min", "max", "step", mode="before")
+    @classmethod
+    def _bound(cls, v: Any) -> float | None:
+        if v is None or v == "":
+            return None
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    @field_validator("required", mode="before")
+    @classmethod
+    def _required(cls, v: Any) -> bool:
+        if isinstance(v, str):
+            return v.strip().lower() in ("1", "true", "yes")
+        return bool(v)
+
+    @field_validator("note", "label", mode="before")
+    @classmethod
+    def _str(cls, v: Any) -> str:
+        return "" if v is None else str(v)
+
+
+class ToolDetail(_Payload):
+    """A model as Tool/Detail describes it."""
+
+    slug: str
+    name: str = ""
+    description: str = ""
+    categories: list[str] = Field(default_factory=list)
+    inputs: list[ToolInput] = Field(default_factory=list)
