@@ -1,0 +1,202 @@
+"""Settings: a TOML file overridden by `WIROBOT_<SECTION>__<KEY>` environment variables.
+
+Built once in `main()` and passed down; nothing here is a module-level global.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "WIROBOT_"
+DEFAULT_CONFIG_FILE = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it in one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscordSettings(_Section):
+    token: SecretStr | None = None
+    #: Sync commands to these guilds at once instead of globally (global sync can take an hour).
+    guild_ids: list[int] = Field(default_factory=list)
+    #: Minimum seconds between two edits of one status message (Discord rate limits).
+    status_edit_interval: float = Field(default=1.5, ge=0.2, le=60)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+
+class WiroSettings(_Section):
+    api_key: SecretStr | None = None
+    #: Empty or absent: the project is in key-only mode.
+    api_secret: SecretStr | None = None
+    base_url: str = "https://api.wiro.ai/v1"
+    request_timeout: float = Field(default=30.0, gt=0, le=300)
+
+    @field_validator("api_key", "api_secret", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    path: Path = Path("data/wirobot.db")
+    #: Where downloaded images are kept; defaults to an `outputs` folder beside the database.
+    outputs_dir: Path | None = None
+
+    @property
+    def outputs_path(self) -> Path:
+        return self.outputs_dir or self.path.parent / "outputs"
+
+
+class ModelSettings(_Section):
+    #: The model used when neither the command nor the server names one.
+    default: str = "wavymulder/portraitplus"
+    #: More Wiro models by slug ("owner/project"); their inputs are read through Tool/Detail.
+    extra: list[str] = Field(default_factory=list)
+
+    @field_validator("extra")
+    @classmethod
+    def _slugs(cls, v: list[str]) -> list[str]:
+        for slug in v:
+            if slug.count("/") != 1 or not all(slug.split("/")):
+                raise ValueError(f"'{slug}' is not a model slug like owner/project")
+        return v
+
+
+class JobSettings(_Section):
+    #: Jobs at Wiro at once, over all servers.
+    max_concurrent: int = Field(default=8, ge=1, le=10_000)
+    #: Jobs at Wiro at once for one server and for one member; more wait locally.
+    max_concurrent_per_guild: int = Field(default=4, ge=1, le=10_000)
+    max_concurrent_per_user: int = Field(default=2, ge=1, le=10_000)
+    #: Jobs one member may start per day (0: no limit). Servers can lower it.
+    max_jobs_per_user_per_day: int = Field(default=0, ge=0)
+    #: Seconds a job may take at Wiro before it is killed and marked timed out.
+    deadline_seconds: float = Field(default=600, gt=0)
+    #: Largest image the bot downloads, in bytes.
+    max_download_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    #: Polling: the first guess of a model's duration before any job of it finished.
+    expected_seconds: float = Field(default=15, gt=0)
+    #: Polling: the densest and sparsest interval between two Task/Detail calls.
+    poll_min_interval: float = Field(default=0.4, gt=0)
+    poll_max_interval: float = Field(default=10, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: str = "INFO"
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return v
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    wiro: WiroSettings = Field(default_factory=WiroSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file; no .env or secrets-dir magic.
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    def require_wiro_key(self) -> SecretStr:
+        if self.wiro.api_key is None:
+            raise ConfigError(
+                "wiro.api_key is not set (set WIROBOT_WIRO__API_KEY or [wiro] api_key)"
+            )
+        return self.wiro.api_key
+
+    def require_discord_token(self) -> SecretStr:
+        if self.discord.token is None:
+            raise ConfigError(
+                "discord.token is not set (set WIROBOT_DISCORD__TOKEN or [discord] token)"
+            )
+        return self.discord.token
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The TOML file to read: `--config`, else `WIROBOT_CONFIG`, else ./config.toml if present."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if from_env:
+        return Path(from_env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read settings, raising ConfigError with one line naming the bad setting."""
+    toml_file = config_path(path)
+    if toml_file is not None and not toml_file.is_file():
+        raise ConfigError(f"config file {toml_file} does not exist")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=toml_file)
+
+    try:
+        settings: Settings = _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except (ValueError, OSError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"config file {toml_file}: {exc}") from None
+    if settings.jobs.poll_min_interval > settings.jobs.poll_max_interval:
+        raise ConfigError("jobs.poll_min_interval must not exceed jobs.poll_max_interval")
+    return settings
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    env_name = ENV_PREFIX + "__".join(str(part) for part in first["loc"]).upper()
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "is not a known setting"
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more)" if more else ""
+    return f"setting {where} ({env_name}): {message}{tail}"
