@@ -1,0 +1,110 @@
+"""A job's record and its states; shared by the engine and the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    CREATED = "created"  # stored, not yet admitted
+    WAITING = "waiting"  # queued locally for a free slot (ours or Wiro's)
+    SUBMITTED = "submitted"  # Run sent; Wiro's answer not yet stored
+    QUEUED = "queued"  # Wiro has the task and has not started it
+    RUNNING = "running"  # a Wiro worker is generating
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def is_local(self) -> bool:
+        """Not yet sent to Wiro: cancelling needs no Wiro call."""
+        return self in (JobState.CREATED, JobState.WAITING)
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
+)
+
+
+class ErrorKind(StrEnum):
+    """Why a job did not succeed, for the layer that words it for people."""
+
+    TASK_FAILED = "task_failed"  # the model ran and failed at Wiro
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    AUTH = "auth"
+    REJECTED = "rejected"  # Wiro refused the inputs
+    UNAVAILABLE = "unavailable"  # Wiro unreachable or erroring
+    LOST = "lost"  # the Run answer was lost: not resent, to avoid paying twice
+    DOWNLOAD = "download"  # the images could not be fetched
+    DEADLINE = "deadline"
+    CANCELLED_AT_WIRO = "cancelled_at_wiro"
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asked and where. All None for the command line."""
+
+    user_id: int | None = None
+    guild_id: int | None = None
+    channel_id: int | None = None
+    source: str = "discord"
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    position: int
+    name: str
+    content_type: str
+    size: int
+    url: str
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(slots=True)
+class Job:
+    id: int
+    model: str
+    prompt: str
+    inputs: dict[str, Any]
+    seed: int
+    status: JobState
+    requester: Requester
+    created_at: float
+    wiro_status: str | None = None
+    task_id: str | None = None
+    task_token: str | None = None
+    cancel_requested: bool = False
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    elapsed_seconds: float | None = None
+    cost: float | None = None
+    error: str | None = None
+    error_kind: ErrorKind | None = None
+    status_message_id: int | None = None
+    interaction_token: str | None = None
+    interaction_at: float | None = None
+    result_message_id: int | None = None
+    posted_at: float | None = None
+    outputs: list[Output] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> int | None:
+        return self.requester.user_id
+
+    @property
+    def guild_id(self) -> int | None:
+        return self.requester.guild_id
+
+    @property
+    def channel_id(self) -> int | None:
+        return self.requester.channel_id

@@ -1,0 +1,69 @@
+"""Downloading a finished task's images to disk (Wiro keeps its URLs only for a while)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from bot.jobs.job import Output
+from bot.wiro.client import WiroClient
+from bot.wiro.exceptions import DownloadError
+from bot.wiro.types import Task
+
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+async def save_outputs(
+    client: WiroClient, task: Task, folder: Path, *, max_bytes: int
+) -> list[Output]:
+    """Download every output of `task` into `folder`; fail if none can be had."""
+    if not task.outputs:
+        raise DownloadError("Wiro reported success but listed no images.")
+    downloads = await asyncio.gather(
+        *(client.download(output.url, max_bytes=max_bytes) for output in task.outputs)
+    )
+    saved: list[Output] = []
+    for position, (output, download) in enumerate(zip(task.outputs, downloads, strict=True)):
+        width, height = _dimensions(download.content)
+        name = _file_name(position, output.name, download.content_type)
+        path = folder / name
+        await asyncio.to_thread(_write, path, download.content)
+        saved.append(
+            Output(
+                position=position,
+                name=name,
+                content_type=download.content_type,
+                size=len(download.content),
+                url=output.url,
+                path=str(path),
+                width=width,
+                height=height,
+            )
+        )
+    return saved
+
+
+def _file_name(position: int, name: str, content_type: str) -> str:
+    stem = _UNSAFE.sub("_", Path(name).stem)[:60] or "image"
+    extension = _EXTENSIONS.get(content_type, Path(name).suffix.lower() or ".png")
+    return f"{position:02d}-{stem}{extension}"
+
+
+def _dimensions(content: bytes) -> tuple[int | None, int | None]:
+    try:
+        with Image.open(io.BytesIO(content)) as image:  # reads the header only
+            return image.width, image.height
+    except (UnidentifiedImageError, OSError):
+        return None, None
+
+
+def _write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".part")
+    temporary.write_bytes(content)
+    temporary.replace(path)
