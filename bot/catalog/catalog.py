@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from bot.catalog.loader import convert_tool_detail, load_seed_models
+from bot.catalog.loader import UnsupportedModel, convert_tool_detail, is_slug, load_seed_models
 from bot.catalog.spec import ModelSpec
 from bot.catalog.validation import InvalidInput
 from bot.wiro.types import ToolDetail
@@ -110,6 +110,8 @@ class Catalog:
             if not slug or slug in self:
                 continue
             try:
+                if not is_slug(slug):
+                    raise UnsupportedModel(f"'{slug}' is not an owner/project slug.")
                 detail = await self._tool_detail(slug, source, cache, refresh, problems)
                 if "/" not in detail.slug:
                     detail = detail.model_copy(update={"slug": slug})

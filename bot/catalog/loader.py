@@ -74,7 +74,7 @@ def convert_tool_detail(detail: ToolDetail) -> ToolConversion:
     provide (an image upload, a checkbox...).
     """
     slug = detail.slug.strip()
-    if not _is_slug(slug):
+    if not is_slug(slug):
         raise UnsupportedModel(f"'{slug}' is not an owner/project slug.")
     known = _data()["options"]
     known_by_option = {entry["option"]: entry for entry in known.values()}
@@ -281,12 +281,9 @@ def _presets_for(base: str, inputs: list[InputSpec]) -> tuple[SizePreset, ...]:
         usual = width.default if isinstance(width.default, int) else 1024
         name = "sd15" if usual <= 768 else "1024"
     presets = [
-        SizePreset(p["label"], p["width"], p["height"])
-        for p in _data()["size_preset_sets"][name]
+        SizePreset(p["label"], p["width"], p["height"]) for p in _data()["size_preset_sets"][name]
     ]
-    return tuple(
-        p for p in presets if _fits(width, p.width) and _fits(height, p.height)
-    )
+    return tuple(p for p in presets if _fits(width, p.width) and _fits(height, p.height))
 
 
 def _fits(spec: InputSpec, value: int) -> bool:
@@ -359,5 +356,6 @@ def _one_line(text: str, fallback: str) -> str:
     return line
 
 
-def _is_slug(slug: str) -> bool:
+def is_slug(slug: str) -> bool:
+    """Whether `slug` looks like Wiro's owner/project."""
     return re.fullmatch(r"[\w.-]+/[\w.-]+", slug) is not None

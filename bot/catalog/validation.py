@@ -196,8 +196,7 @@ def _coerce_text(spec: InputSpec, value: object) -> str:
     if spec.max_length is not None and len(text) > spec.max_length:
         raise InvalidInput(
             spec.option,
-            f"{spec.option} must be at most {spec.max_length} characters "
-            f"(got {len(text)}).",
+            f"{spec.option} must be at most {spec.max_length} characters (got {len(text)}).",
             describe_allowed(spec),
         )
     return text
