@@ -113,13 +113,13 @@ class JobEngine:
             PollSchedule(settings.poll_min_interval, settings.poll_max_interval),
             rng=self._rng,
         )
-        self._line = WaitingLine()
         self._jobs: dict[int, Job] = {}  # jobs this engine is handling, by id
         self._locks: dict[int, asyncio.Lock] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}  # submit or follow task per job
         self._active_by_guild: Counter[int | None] = Counter()
         self._active_by_owner: Counter[tuple[int | None, int | None]] = Counter()
         self._active = 0
+        self._line = WaitingLine(lambda owner: self._active_by_owner[owner])  # type: ignore[index]
         self._user_caps: dict[int, int] = {}  # guild -> its per-member concurrency setting
         self._wakeup = asyncio.Event()
         self._wiro_full_until = 0.0  # after code 96: no Run before this, or a slot frees
@@ -179,7 +179,9 @@ class JobEngine:
 
     # -- submitting ----------------------------------------------------------------------------
 
-    async def prepare(self, request: JobRequest) -> tuple[str, dict[str, Any], GuildSettings | None]:
+    async def prepare(
+        self, request: JobRequest
+    ) -> tuple[str, dict[str, Any], GuildSettings | None]:
         """Check a request without storing anything: (model slug, resolved inputs, guild
         settings). Raises InvalidInput or LimitReached with a message for the person."""
         guild_id = request.requester.guild_id
@@ -297,9 +299,11 @@ class JobEngine:
         model = self.catalog.get(job.model)
         if model is None:
             await self._finish(
-                job, JobState.FAILED, error=f"The model {job.model} is no longer available.",
+                job,
+                JobState.FAILED,
+                error=f"The model {job.model} is no longer available.",
                 kind=ErrorKind.REJECTED,
-            )  # fmt: skip
+            )
             return
         payload = to_wire(model, job.inputs)
         async with self._lock(job):
@@ -379,31 +383,40 @@ class JobEngine:
             if job.status.is_final:
                 return
             if task.succeeded:
-                self.estimates.record(
-                    job.model, time.time() - (job.submitted_at or job.created_at)
-                )
+                self.estimates.record(job.model, time.time() - (job.submitted_at or job.created_at))
             if task.status is TaskStatus.CANCEL:
                 await self._finish(
-                    job, JobState.CANCELLED, task=task, kind=ErrorKind.CANCELLED_AT_WIRO,
+                    job,
+                    JobState.CANCELLED,
+                    task=task,
+                    kind=ErrorKind.CANCELLED_AT_WIRO,
                     error="The task was cancelled at Wiro.",
-                )  # fmt: skip
+                )
                 return
             if task.failed:
                 await self._finish(
-                    job, JobState.FAILED, task=task, kind=ErrorKind.TASK_FAILED,
+                    job,
+                    JobState.FAILED,
+                    task=task,
+                    kind=ErrorKind.TASK_FAILED,
                     error=task.failure_reason or "The model failed without giving a reason.",
-                )  # fmt: skip
+                )
                 return
             try:
                 outputs = await save_outputs(
-                    self.client, task, self.outputs_dir / str(job.id),
+                    self.client,
+                    task,
+                    self.outputs_dir / str(job.id),
                     max_bytes=self.settings.max_download_bytes,
-                )  # fmt: skip
+                )
             except WiroError as exc:
                 await self._finish(
-                    job, JobState.FAILED, task=task, kind=ErrorKind.DOWNLOAD,
+                    job,
+                    JobState.FAILED,
+                    task=task,
+                    kind=ErrorKind.DOWNLOAD,
                     error=f"The images were made but could not be downloaded: {exc}",
-                )  # fmt: skip
+                )
                 return
             await self._finish(job, JobState.SUCCEEDED, task=task, outputs=outputs)
 
@@ -417,9 +430,11 @@ class JobEngine:
                 log.warning("job %s: could not stop Wiro task %s: %s", job.id, job.task_id, exc)
             minutes = self.settings.deadline_seconds / 60
             await self._finish(
-                job, JobState.TIMED_OUT, kind=ErrorKind.DEADLINE,
+                job,
+                JobState.TIMED_OUT,
+                kind=ErrorKind.DEADLINE,
                 error=f"Wiro did not finish within {minutes:g} minutes, so the job was stopped.",
-            )  # fmt: skip
+            )
 
     async def _stop_at_wiro(self, job: Job) -> CancelOutcome:
         """Task/Cancel while queued, Task/Kill once a worker has it."""
@@ -482,10 +497,12 @@ class JobEngine:
             # it is not sent again.
             self._hold_slot(job)
             await self._finish(
-                job, JobState.FAILED, kind=ErrorKind.LOST,
+                job,
+                JobState.FAILED,
+                kind=ErrorKind.LOST,
                 error="The bot stopped while sending this job to Wiro; it was not sent again "
                 "so that it is not paid for twice.",
-            )  # fmt: skip
+            )
             return
         log.info("resuming job %s: following Wiro task %s", job.id, job.task_id)
         self._hold_slot(job)
@@ -517,9 +534,11 @@ class JobEngine:
             except Exception as exc:
                 log.exception("job %s: unexpected error", job.id)
                 await self._finish(
-                    job, JobState.FAILED, kind=ErrorKind.UNAVAILABLE,
+                    job,
+                    JobState.FAILED,
+                    kind=ErrorKind.UNAVAILABLE,
                     error=f"Something went wrong inside the bot ({type(exc).__name__}).",
-                )  # fmt: skip
+                )
             finally:
                 if self._tasks.get(job.id) is asyncio.current_task():
                     del self._tasks[job.id]
@@ -609,4 +628,3 @@ class _suppress_timeout:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> bool:
         return exc_type is TimeoutError
-

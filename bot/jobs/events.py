@@ -59,6 +59,12 @@ class Subscription:
         while True:
             yield await self._queue.get()
 
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     async def __aenter__(self) -> Subscription:
         return self
 

@@ -14,7 +14,12 @@ from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import DownloadError
 from bot.wiro.types import Task
 
-_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

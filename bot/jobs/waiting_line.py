@@ -1,23 +1,34 @@
-"""The local queue of jobs waiting for a slot: round-robin across members, so one member's
-burst cannot starve the others."""
+"""The local queue of jobs waiting for a slot.
+
+Fair across members: the next job comes from the member with the fewest jobs at Wiro right
+now, and among equals from the one whose turn came least recently. So one member's burst
+cannot starve the others, and a member who just got a slot goes behind those who have none.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Hashable
 
 from bot.jobs.job import Job
 
+Owner = Hashable
 
-def _owner(job: Job) -> Hashable:
+
+def owner_of(job: Job) -> Owner:
     return (job.guild_id, job.user_id)
 
 
 class WaitingLine:
-    def __init__(self) -> None:
-        # Owners in turn order; each owner's jobs oldest first.
-        self._owners: OrderedDict[Hashable, deque[Job]] = OrderedDict()
+    def __init__(self, load: Callable[[Owner], int]) -> None:
+        """`load(owner)`: how many jobs that owner has at Wiro now."""
+        self._load = load
+        # Each waiting owner's jobs, oldest first.
+        self._owners: dict[Owner, deque[Job]] = {}
         self._ids: set[int] = set()
+        # When each owner was last served (a counter; never served sorts first).
+        self._served: dict[Owner, int] = {}
+        self._serial = 0
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -29,15 +40,11 @@ class WaitingLine:
         """Add a job; `front` puts it back first in line (a refused submission)."""
         if job.id in self._ids:
             return
-        owner = _owner(job)
-        jobs = self._owners.get(owner)
-        if jobs is None:
-            jobs = self._owners[owner] = deque()
-            if front:
-                self._owners.move_to_end(owner, last=False)
+        owner = owner_of(job)
+        jobs = self._owners.setdefault(owner, deque())
         if front:
             jobs.appendleft(job)
-            self._owners.move_to_end(owner, last=False)
+            self._served[owner] = min(self._served.values(), default=0) - 1
         else:
             jobs.append(job)
         self._ids.add(job.id)
@@ -55,37 +62,46 @@ class WaitingLine:
                     return True
         return False  # pragma: no cover - _ids and _owners agree
 
+    def _turn(self, owner: Owner) -> int:
+        return self._served.get(owner, -(2**62))
+
     def pop_next(self, can_start: Callable[[Job], bool]) -> Job | None:
-        """The first job, in turn order, that may start now; its owner's turn moves last."""
-        for owner, jobs in self._owners.items():
-            job = jobs[0]
-            if can_start(job):
-                jobs.popleft()
+        """The first job, in fair order, that may start now."""
+        loads = {owner: self._load(owner) for owner in self._owners}
+        for owner in sorted(self._owners, key=lambda o: (loads[o], self._turn(o))):
+            jobs = self._owners[owner]
+            if can_start(jobs[0]):
+                job = jobs.popleft()
                 self._ids.discard(job.id)
-                if jobs:
-                    self._owners.move_to_end(owner)
-                else:
+                if not jobs:
                     del self._owners[owner]
+                self._serial += 1
+                self._served[owner] = self._serial
                 return job
         return None
 
+    def order(self) -> list[Job]:
+        """Every waiting job in the order it would start if no job at Wiro finished."""
+        loads = {owner: self._load(owner) for owner in self._owners}
+        turn = {owner: self._turn(owner) for owner in self._owners}
+        queues = {owner: deque(jobs) for owner, jobs in self._owners.items()}
+        last = self._serial
+        result: list[Job] = []
+        while queues:
+            owner = min(queues, key=lambda o: (loads[o], turn[o]))
+            result.append(queues[owner].popleft())
+            loads[owner] += 1
+            last += 1
+            turn[owner] = last
+            if not queues[owner]:
+                del queues[owner]
+        return result
+
     def position(self, job_id: int) -> int | None:
-        """1-based place in line, counting the turns before this job's (None: not waiting)."""
+        """1-based place in line (None: not waiting)."""
         if job_id not in self._ids:
             return None
-        owners = list(self._owners.items())
-        for turn, (_, jobs) in enumerate(owners):
-            for index, job in enumerate(jobs):
-                if job.id != job_id:
-                    continue
-                ahead = index
-                for other_turn, (_, other) in enumerate(owners):
-                    if other_turn == turn:
-                        continue
-                    # Owners earlier in turn order get one more turn before this job.
-                    ahead += min(len(other), index + (1 if other_turn < turn else 0))
-                return ahead + 1
+        for place, job in enumerate(self.order(), start=1):
+            if job.id == job_id:
+                return place
         return None  # pragma: no cover
-
-    def jobs(self) -> list[Job]:
-        return [job for jobs in self._owners.values() for job in jobs]
