@@ -1,1 +1,65 @@
 """A small async client for Wiro's HTTP API; knows nothing of Discord or SQLite."""
+
+from bot.wiro.auth import Credentials, NonceSource, sign
+from bot.wiro.client import DEFAULT_BASE_URL, RetryPolicy, WiroClient, parse_retry_after
+from bot.wiro.download import Download, DownloadUnavailable
+from bot.wiro.exceptions import (
+    AuthError,
+    ConcurrencyLimit,
+    DownloadError,
+    InsufficientBalance,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TaskFailed,
+    ValidationFailed,
+    WiroAPIError,
+    WiroConnectionError,
+    WiroError,
+)
+from bot.wiro.types import (
+    TERMINAL_STATUSES,
+    WAITING_STATUSES,
+    RunResult,
+    Task,
+    TaskOutput,
+    TaskStatus,
+    ToolDetail,
+    ToolInput,
+    ToolOption,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "TERMINAL_STATUSES",
+    "WAITING_STATUSES",
+    "AuthError",
+    "ConcurrencyLimit",
+    "Credentials",
+    "Download",
+    "DownloadError",
+    "DownloadUnavailable",
+    "InsufficientBalance",
+    "InvalidResponse",
+    "NonceSource",
+    "NotFound",
+    "RateLimited",
+    "RetryPolicy",
+    "RunResult",
+    "ServerError",
+    "Task",
+    "TaskFailed",
+    "TaskOutput",
+    "TaskStatus",
+    "ToolDetail",
+    "ToolInput",
+    "ToolOption",
+    "ValidationFailed",
+    "WiroAPIError",
+    "WiroClient",
+    "WiroConnectionError",
+    "WiroError",
+    "parse_retry_after",
+    "sign",
+]
