@@ -1,0 +1,110 @@
+"""The Discord bot: owns the runtime (HTTP session, database, engine), loads the cogs, syncs
+the commands, keeps job messages up to date and re-attaches to jobs after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from contextlib import AsyncExitStack
+
+import discord
+from discord.ext import commands
+
+from bot.discord_views.buttons import all_buttons
+from bot.discord_views.updater import StatusUpdater
+from bot.runtime import Runtime, open_runtime
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Extensions loaded at start, one cog a module.
+EXTENSIONS = ("cogs.imagine",)
+
+
+class WiroBot(commands.Bot):
+    """The bot. Give it `runtime` to share one already opened (tests do); otherwise it opens
+    its own in `setup_hook` and closes it in `close()`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        runtime: Runtime | None = None,
+        extensions: tuple[str, ...] = EXTENSIONS,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents(guilds=True),
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+        )
+        self.settings = settings
+        self.extensions_to_load = extensions
+        self._runtime = runtime
+        self._owned = AsyncExitStack()
+        self.updater = StatusUpdater(self, settings.discord.status_edit_interval)
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            raise RuntimeError("the bot's runtime is not open yet (setup_hook has not run)")
+        return self._runtime
+
+    async def setup_hook(self) -> None:
+        if self._runtime is None:
+            self._runtime = await self._owned.enter_async_context(open_runtime(self.settings))
+        for item in all_buttons():
+            self.add_dynamic_items(item)
+        for extension in self.extensions_to_load:
+            await self.load_extension(extension)
+        await self.sync_commands()
+        await self.updater.resume()
+
+    async def sync_commands(self) -> None:
+        """To the configured guilds at once when set (global sync can take an hour)."""
+        guild_ids = self.settings.discord.guild_ids
+        if not guild_ids:
+            synced = await self.tree.sync()
+            log.info("synced %d command(s) globally", len(synced))
+            return
+        for guild_id in guild_ids:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d command(s) to guild %s", len(synced), guild_id)
+
+    async def close(self) -> None:
+        """Stop taking jobs; running ones stay in the database and resume at the next start."""
+        await self.updater.stop()
+        await self._owned.aclose()
+        await super().close()
+
+
+def run_bot(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
+    token = settings.require_discord_token().get_secret_value()
+    return asyncio.run(_run(settings, token))
+
+
+async def _run(settings: Settings, token: str) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(signum, stop.set)
+    async with WiroBot(settings) as bot:
+        running = asyncio.create_task(bot.start(token), name="wirobot-discord")
+        stopping = asyncio.create_task(stop.wait(), name="wirobot-signal")
+        done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            stopping.cancel()
+            running.result()  # raises what stopped the bot
+            return 0
+        log.info("signal received: shutting down")
+        await bot.close()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    return 0

@@ -1,0 +1,1 @@
+"""Discord-facing pieces of the bot: rendering, buttons, starting jobs, status updates."""

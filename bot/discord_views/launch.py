@@ -1,0 +1,128 @@
+"""Starting a job from an interaction: /imagine, Reroll and Remix all come through here.
+
+Every refusal is decided before the first answer and before any Wiro call, and is told to the
+person alone (ephemeral): the bot may not post in this channel, an input is invalid, a limit is
+reached, or an NSFW-capable model outside an age-restricted channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+import discord
+
+from bot.catalog.validation import InvalidInput
+from bot.jobs.engine import JobRefused, JobRequest, LimitReached
+from bot.jobs.job import Requester
+
+if TYPE_CHECKING:
+    from bot.discord_bot import WiroBot
+
+log = logging.getLogger(__name__)
+
+#: What the bot needs in a channel to post results there, also after the interaction expires.
+_NEEDED = (
+    ("view_channel", "View Channel"),
+    ("send_messages", "Send Messages"),
+    ("embed_links", "Embed Links"),
+    ("attach_files", "Attach Files"),
+)
+
+
+def requester_of(interaction: discord.Interaction[Any]) -> Requester:
+    return Requester(
+        user_id=interaction.user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+    )
+
+
+def missing_permissions(interaction: discord.Interaction[Any]) -> list[str]:
+    """The permissions the bot lacks in the interaction's channel, by their Discord names."""
+    permissions = interaction.app_permissions
+    in_thread = isinstance(interaction.channel, discord.Thread)
+    missing = []
+    for flag, name in _NEEDED:
+        if flag == "send_messages" and in_thread:
+            flag, name = "send_messages_in_threads", "Send Messages in Threads"
+        if not getattr(permissions, flag):
+            missing.append(name)
+    return missing
+
+
+def age_restricted(channel: object) -> bool:
+    """Whether a channel (or a thread's parent) is age-restricted."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
+
+
+async def start_job(interaction: discord.Interaction[Any], request: JobRequest) -> None:
+    """Check, submit and show a job; or tell the person why not. Answers the interaction."""
+    bot = cast("WiroBot", interaction.client)
+    engine = bot.runtime.engine
+    missing = missing_permissions(interaction)
+    if missing:
+        await _refuse(
+            interaction,
+            "I can't post images in this channel: I'm missing "
+            f"{_and(missing)} here. Ask a server admin to grant "
+            f"{'it' if len(missing) == 1 else 'them'}, or use another channel.",
+        )
+        return
+    try:
+        slug, _, guild = await engine.prepare(request)
+    except InvalidInput as exc:
+        await _refuse(interaction, exc.message)
+        return
+    except LimitReached as exc:
+        await _refuse(interaction, f"{exc} You can try again <t:{int(exc.retry_at)}:R>.")
+        return
+    except JobRefused as exc:
+        await _refuse(interaction, str(exc))
+        return
+    model = bot.runtime.catalog.require(slug)
+    allowed_anywhere = guild is not None and guild.nsfw_anywhere
+    if model.nsfw and not age_restricted(interaction.channel) and not allowed_anywhere:
+        await _refuse(
+            interaction,
+            f"{model.display_name} can make adult images, so on this server it runs only in "
+            "age-restricted channels. Use an age-restricted channel, or ask a server admin "
+            "to allow it elsewhere.",
+        )
+        return
+
+    await interaction.response.defer(thinking=True)
+    try:
+        job = await engine.submit(dataclasses.replace(request, model=slug))
+    except InvalidInput as exc:
+        await _refuse_late(interaction, exc.message)
+        return
+    except LimitReached as exc:
+        await _refuse_late(interaction, f"{exc} You can try again <t:{int(exc.retry_at)}:R>.")
+        return
+    except JobRefused as exc:
+        await _refuse_late(interaction, str(exc))
+        return
+    target = bot.updater.follow(job, filesize_limit=interaction.filesize_limit)
+    await bot.updater.show_first(target, interaction)
+
+
+async def _refuse(interaction: discord.Interaction[Any], text: str) -> None:
+    await interaction.response.send_message(text, ephemeral=True)
+
+
+async def _refuse_late(interaction: discord.Interaction[Any], text: str) -> None:
+    """A refusal after the (public) deferral: say it privately, remove the 'thinking' message."""
+    await interaction.followup.send(text, ephemeral=True)
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.debug("could not remove the deferred answer", exc_info=True)
+
+
+def _and(names: list[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    return ", ".join(names[:-1]) + " and " + names[-1]
