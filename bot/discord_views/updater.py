@@ -180,7 +180,10 @@ class StatusUpdater:
             result_id = await self._post_result(target, job)
         else:
             embed = render.ending_embed(job, self._model(job))
-            if target.message_id is None or not await self._edit_or_gone(target, embed=embed):
+            gone = target.message_id is None or not await self._edit_or_gone(
+                target, embed=embed, view=None
+            )
+            if gone:
                 message = await self._channel(target).send(embed=embed)
                 result_id = message.id
         await self._bot.runtime.store.jobs.update(
