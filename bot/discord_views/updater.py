@@ -48,6 +48,7 @@ class Target:
     """Where a followed job is shown."""
 
     job_id: int
+    guild_id: int | None
     channel_id: int | None
     message_id: int | None = None
     token: str | None = None
@@ -77,6 +78,7 @@ class StatusUpdater:
                 continue
             self._targets[job.id] = Target(
                 job_id=job.id,
+                guild_id=job.guild_id,
                 channel_id=job.channel_id,
                 message_id=job.status_message_id,
                 token=job.interaction_token,
@@ -88,7 +90,9 @@ class StatusUpdater:
 
     def follow(self, job: Job, *, filesize_limit: int | None = None) -> Target:
         """Start following a job whose first status message is about to be sent."""
-        target = Target(job.id, job.channel_id, filesize_limit=filesize_limit, ready=False)
+        target = Target(
+            job.id, job.guild_id, job.channel_id, filesize_limit=filesize_limit, ready=False
+        )
         self._targets[job.id] = target
         self._wake()
         return target
@@ -275,7 +279,7 @@ class StatusUpdater:
     def _channel(self, target: Target) -> discord.PartialMessageable:
         if target.channel_id is None:
             raise RuntimeError(f"job {target.job_id} has no channel")
-        return self._bot.get_partial_messageable(target.channel_id)
+        return self._bot.get_partial_messageable(target.channel_id, guild_id=target.guild_id)
 
     def _age_restricted(self, target: Target) -> bool:
         channel = self._bot.get_channel(target.channel_id) if target.channel_id else None
