@@ -67,6 +67,8 @@ class StatusUpdater:
         self._bot = bot
         self._targets: dict[int, Target] = {}
         self._ticker = tasks.loop(seconds=interval)(self._tick)
+        # Channel and guild caches (age restriction, upload limits) are filled at READY.
+        self._ticker.before_loop(bot.wait_until_ready)
 
     # -- following jobs ------------------------------------------------------------------------
 

@@ -32,3 +32,28 @@ async def test_imagine_shows_status_then_posts_the_images(harness: Harness) -> N
     assert fields["Cost"].startswith("$")
     labels = [c.label for row in posted.components for c in row.children]
     assert labels == ["Reroll", "Remix", "Delete"]
+
+
+async def test_jobs_waiting_for_a_slot_show_their_place_in_line(harness: Harness) -> None:
+    h = harness
+    h.runtime.engine.settings.max_concurrent = 1
+    first = await h.alice.slash(h.channel, "imagine", prompt="one")
+    running = await h.queued(await h.last_job())
+    second = await h.bob.slash(h.channel, "imagine", prompt="two")
+    third = await h.mod.slash(h.channel, "imagine", prompt="three")
+    waiting = await h.last_job()
+
+    assert h.message(first).embeds[0].title == "Queued at Wiro"
+    assert h.message(second).embeds[0].title == "Waiting for a free slot (position 1)"
+    assert h.message(third).embeds[0].title == "Waiting for a free slot (position 2)"
+
+    dropped = await h.bob.click(h.message(second), label="Cancel")
+    assert h.message(dropped).content.startswith("Cancelled. It had not reached Wiro yet")
+    await h.tick()
+    assert h.message(second).embeds[0].title == "Cancelled"
+    assert h.message(third).embeds[0].title == "Waiting for a free slot (position 1)"
+
+    await h.finish(running)
+    await h.queued(waiting)
+    assert h.message(third).embeds[0].title == "Queued at Wiro"
+    assert len(h.wiro.runs) == 2
