@@ -29,7 +29,9 @@ async def test_imagine_shows_status_then_posts_the_images(harness: Harness) -> N
     assert fields["Seed"] == str(job.seed)
     assert "portraitplus" in fields["Model"]
     assert "steps 30" in fields["Inputs"]
-    assert fields["Cost"].startswith("$")
+    assert fields["Cost"] == "$0.006"  # the stand-in's price: two images
+    assert fields["Time"].endswith(" s")
+    assert fields["Size"] == "512×512"
     labels = [c.label for row in posted.components for c in row.children]
     assert labels == ["Reroll", "Remix", "Delete"]
 
