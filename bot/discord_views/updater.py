@@ -123,9 +123,6 @@ class StatusUpdater:
             interaction_at=target.interaction_at,
         )
 
-    async def forget(self, job_id: int) -> None:
-        self._targets.pop(job_id, None)
-
     async def stop(self) -> None:
         self._ticker.cancel()
 
@@ -155,8 +152,8 @@ class StatusUpdater:
             words = self._words(job)
             if words != target.shown and target.message_id is not None:
                 embed = render.status_embed(job, self._model(job), position=self._position(job))
-                await self._edit(target, embed=embed, view=status_view(job.id))
-                target.shown = words
+                if await self._edit_or_gone(target, embed=embed, view=status_view(job.id)):
+                    target.shown = words
         except Exception:
             target.failures += 1
             log.exception("job %s: could not update its Discord message", target.job_id)
@@ -229,9 +226,12 @@ class StatusUpdater:
                 )
                 return edited.id
             except discord.HTTPException as exc:
-                if not _token_gone(exc):
+                if _token_gone(exc):
+                    target.token = None
+                elif isinstance(exc, discord.NotFound):
+                    target.message_id = None  # someone deleted the status message
+                else:
                     raise
-                target.token = None
                 for file in upload.files:
                     file.reset()
         message = await self._channel(target).send(embed=embed, files=upload.files, view=view)
@@ -248,10 +248,11 @@ class StatusUpdater:
     # -- talking to Discord --------------------------------------------------------------------
 
     async def _edit_or_gone(self, target: Target, **fields: Any) -> bool:
-        """Edit the status message; False when it no longer exists."""
+        """Edit the status message; False (and forget it) when it no longer exists."""
         try:
             await self._edit(target, **fields)
         except discord.NotFound:
+            target.message_id = None
             return False
         return True
 

@@ -177,3 +177,20 @@ async def test_a_job_past_its_deadline_says_it_timed_out(harness: Harness) -> No
     assert embed.title == "Timed out"
     assert "did not finish within" in (embed.description or "")
     assert isinstance(embed.colour, discord.Colour)
+
+
+async def test_when_the_status_message_was_deleted_the_result_is_sent_anew(
+    harness: Harness,
+) -> None:
+    h = harness
+    result = await h.alice.slash(h.channel, "imagine", prompt="a ship", samples=1)
+    job = await h.queued(await h.last_job())
+    await h.mod.delete(h.message(result))
+
+    job = await h.finish(job)
+
+    assert job.result_message_id is not None
+    (posted,) = h.channel.history()
+    assert posted.id == job.result_message_id
+    assert len(posted.attachments) == 1
+    assert posted.embeds[0].title == "Done"
