@@ -7,6 +7,7 @@ engine and SQLite when it is pressed, never from the message.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any, cast
 
@@ -155,9 +156,11 @@ class DeleteButton(ui.DynamicItem[_Button], template=r"wirobot:delete:(?P<job>\d
                 "Messages can delete them.",
             )
             return
+        await interaction.response.defer(ephemeral=True, thinking=True)
         if interaction.message is not None:
-            await interaction.message.delete()
-        await _say(interaction, "Deleted.")
+            with contextlib.suppress(discord.NotFound):  # already gone
+                await interaction.message.delete()
+        await interaction.followup.send("Deleted.")
 
 
 class RemixModal(ui.Modal):

@@ -7,6 +7,7 @@ reached, or an NSFW-capable model outside an age-restricted channel.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, cast
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
 
 log = logging.getLogger(__name__)
+
+#: How long the checks before a job may take before the interaction is deferred (Discord
+#: allows 3 seconds for the first answer).
+ACK_BUDGET = 1.5
 
 #: What the bot needs in a channel to post results there, also after the interaction expires.
 _NEEDED = (
@@ -59,62 +64,75 @@ def age_restricted(channel: object) -> bool:
 
 
 async def start_job(interaction: discord.Interaction[Any], request: JobRequest) -> None:
-    """Check, submit and show a job; or tell the person why not. Answers the interaction."""
-    bot = cast("WiroBot", interaction.client)
-    engine = bot.runtime.engine
-    missing = missing_permissions(interaction)
-    if missing:
-        await _refuse(
-            interaction,
-            "I can't post images in this channel: I'm missing "
-            f"{_and(missing)} here. Ask a server admin to grant "
-            f"{'it' if len(missing) == 1 else 'them'}, or use another channel.",
-        )
-        return
-    try:
-        slug, _, guild = await engine.prepare(request)
-    except InvalidInput as exc:
-        await _refuse(interaction, exc.message)
-        return
-    except LimitReached as exc:
-        await _refuse(interaction, f"{exc} You can try again <t:{int(exc.retry_at)}:R>.")
-        return
-    except JobRefused as exc:
-        await _refuse(interaction, str(exc))
-        return
-    model = bot.runtime.catalog.require(slug)
-    allowed_anywhere = guild is not None and guild.nsfw_anywhere
-    if model.nsfw and not age_restricted(interaction.channel) and not allowed_anywhere:
-        await _refuse(
-            interaction,
-            f"{model.display_name} can make adult images, so on this server it runs only in "
-            "age-restricted channels. Use an age-restricted channel, or ask a server admin "
-            "to allow it elsewhere.",
-        )
-        return
+    """Check, submit and show a job; or tell the person why not. Answers the interaction.
 
-    await interaction.response.defer(thinking=True)
+    The checks are local (the interaction, the catalog, SQLite) and normally take
+    milliseconds, so a refusal is a private answer of its own. Should they take longer than
+    `ACK_BUDGET` (a busy database), the interaction is deferred first and the refusal comes
+    as a private follow-up, so Discord's 3 seconds are never missed.
+    """
+    bot = cast("WiroBot", interaction.client)
+    checking = asyncio.ensure_future(_check(bot, interaction, request))
+    done, _ = await asyncio.wait({checking}, timeout=ACK_BUDGET)
+    if not done:
+        await interaction.response.defer(thinking=True)
+    refusal, slug = await checking
+    if refusal is not None:
+        await _refuse(interaction, refusal)
+        return
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
     try:
-        job = await engine.submit(dataclasses.replace(request, model=slug))
-    except InvalidInput as exc:
-        await _refuse_late(interaction, exc.message)
-        return
-    except LimitReached as exc:
-        await _refuse_late(interaction, f"{exc} You can try again <t:{int(exc.retry_at)}:R>.")
-        return
-    except JobRefused as exc:
-        await _refuse_late(interaction, str(exc))
+        job = await bot.runtime.engine.submit(dataclasses.replace(request, model=slug))
+    except (InvalidInput, JobRefused) as exc:
+        await _refuse(interaction, _refusal_words(exc))
         return
     target = bot.updater.follow(job, filesize_limit=interaction.filesize_limit)
     await bot.updater.show_first(target, interaction)
 
 
+async def _check(
+    bot: WiroBot, interaction: discord.Interaction[Any], request: JobRequest
+) -> tuple[str | None, str | None]:
+    """(why not, in words; None if the job may run) and the model slug it will run with."""
+    missing = missing_permissions(interaction)
+    if missing:
+        return (
+            "I can't post images in this channel: I'm missing "
+            f"{_and(missing)} here. Ask a server admin to grant "
+            f"{'it' if len(missing) == 1 else 'them'}, or use another channel.",
+            None,
+        )
+    try:
+        slug, _, guild = await bot.runtime.engine.prepare(request)
+    except (InvalidInput, JobRefused) as exc:
+        return _refusal_words(exc), None
+    model = bot.runtime.catalog.require(slug)
+    allowed_anywhere = guild is not None and guild.nsfw_anywhere
+    if model.nsfw and not age_restricted(interaction.channel) and not allowed_anywhere:
+        return (
+            f"{model.display_name} can make adult images, so on this server it runs only in "
+            "age-restricted channels. Use an age-restricted channel, or ask a server admin "
+            "to allow it elsewhere.",
+            None,
+        )
+    return None, slug
+
+
+def _refusal_words(exc: InvalidInput | JobRefused) -> str:
+    if isinstance(exc, InvalidInput):
+        return exc.message
+    if isinstance(exc, LimitReached):
+        return f"{exc} You can try again <t:{int(exc.retry_at)}:R>."
+    return str(exc)
+
+
 async def _refuse(interaction: discord.Interaction[Any], text: str) -> None:
-    await interaction.response.send_message(text, ephemeral=True)
-
-
-async def _refuse_late(interaction: discord.Interaction[Any], text: str) -> None:
-    """A refusal after the (public) deferral: say it privately, remove the 'thinking' message."""
+    """Tell only the person. After a (public) deferral: a private follow-up, and the
+    'thinking…' placeholder is removed."""
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+        return
     await interaction.followup.send(text, ephemeral=True)
     try:
         await interaction.delete_original_response()
