@@ -100,7 +100,11 @@ async def _run(settings: Settings, token: str) -> int:
         done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if running in done:
             stopping.cancel()
-            running.result()  # raises what stopped the bot
+            try:
+                running.result()
+            except discord.LoginFailure:
+                log.error("Discord refused the bot token (discord.token)")
+                return 1
             return 0
         log.info("signal received: shutting down")
         await bot.close()

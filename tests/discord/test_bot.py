@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import discord
+import pytest
 import simcord
 
-from bot.discord_bot import WiroBot
+from bot.discord_bot import WiroBot, run_bot
 from bot.runtime import open_runtime
-from bot.settings import DiscordSettings, Settings
+from bot.settings import ConfigError, DiscordSettings, Settings
 from tests.discord.conftest import Harness
 
 CONFIGURED_GUILD = 1_234_567_890_123_456_789
@@ -42,3 +43,8 @@ async def test_commands_sync_to_the_configured_guilds_at_once(discord_settings: 
             assert "imagine" not in bob.available_commands(other.create_text_channel("art"))
         finally:
             await env.shutdown()
+
+
+def test_run_bot_needs_a_token(discord_settings: Settings) -> None:
+    with pytest.raises(ConfigError, match=r"discord.token is not set"):
+        run_bot(discord_settings)
