@@ -101,6 +101,8 @@ async def test_remix_edits_the_prompt_and_keeps_the_seed(harness: Harness) -> No
     shown = await h.bob.click(h.message(result), label="Remix")
     assert shown.modal is not None
     assert shown.modal["title"] == "Remix"
+    (prompt_input,) = shown.modal["components"][0]["components"]
+    assert prompt_input["value"] == "a ship"  # the old prompt, ready to edit
 
     remix = await h.bob.submit_modal(shown, {"prompt": "a ship in a storm"})
 
