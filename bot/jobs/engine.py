@@ -14,6 +14,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -103,6 +104,7 @@ class JobEngine:
         self.catalog = catalog
         self.settings = settings
         self.outputs_dir = outputs_dir
+        outputs_dir.mkdir(parents=True, exist_ok=True)
         self.default_model = default_model
         self.events = EventBus()
         self.estimates = DurationEstimates()
@@ -126,6 +128,7 @@ class JobEngine:
         self._wiro_backoff = 1.0
         self._dispatcher: asyncio.Task[None] | None = None
         self._closing = False
+        self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class JobEngine:
             return_exceptions=True,
         )
         self._tasks.clear()
+        self._file_writer.shutdown(wait=True)
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -372,11 +376,14 @@ class JobEngine:
     async def _on_update(self, job: Job, task: Task) -> None:
         if job.status.is_final:
             return
-        state = job.status
-        if task.status not in WAITING_STATUSES and not task.is_terminal:
-            state = JobState.RUNNING
-        started = job.started_at or (time.time() if state is JobState.RUNNING else None)
-        await self._set(job, status=state, wiro_status=task.status.value, started_at=started)
+        # Wiro's finer statuses are kept in memory (they pick Cancel or Kill); the store and
+        # the subscribers hear only of changes of the job's own state.
+        running = task.status not in WAITING_STATUSES and not task.is_terminal
+        if running and job.status is not JobState.RUNNING:
+            await self._set(
+                job, status=JobState.RUNNING, wiro_status=task.status.value, started_at=time.time()
+            )
+        job.wiro_status = task.status.value
 
     async def _complete(self, job: Job, task: Task) -> None:
         async with self._lock(job):
@@ -406,8 +413,10 @@ class JobEngine:
                 outputs = await save_outputs(
                     self.client,
                     task,
-                    self.outputs_dir / str(job.id),
+                    self.outputs_dir,
+                    str(job.id),
                     max_bytes=self.settings.max_download_bytes,
+                    writer=self._file_writer,
                 )
             except WiroError as exc:
                 await self._finish(
@@ -559,7 +568,7 @@ class JobEngine:
         await self.store.jobs.update(job.id, **changes)
         for name, value in changes.items():
             setattr(job, name, value)
-        if "status" in changes or "wiro_status" in changes:
+        if "status" in changes:
             self._publish(job)
 
     async def _finish(
@@ -578,9 +587,6 @@ class JobEngine:
             return
         held = job.status in _ACTIVE if slot_held is None else slot_held
         now = time.time()
-        if outputs:
-            await self.store.jobs.add_outputs(job.id, outputs)
-            job.outputs = list(outputs)
         changes: dict[str, Any] = {
             "status": state,
             "finished_at": now,
@@ -593,9 +599,11 @@ class JobEngine:
             changes["cost"] = task.totalcost
         elif wiro_status is not None:
             changes["wiro_status"] = wiro_status
-        await self.store.jobs.update(job.id, **changes)
+        await self.store.jobs.finish(job.id, outputs or [], **changes)
         for name, value in changes.items():
             setattr(job, name, value)
+        if outputs:
+            job.outputs = list(outputs)
         if held:
             self._free_slot(job)
         if state is JobState.FAILED:

@@ -14,12 +14,25 @@ from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Request
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
     {
-        "status", "wiro_status", "task_id", "task_token", "cancel_requested", "submitted_at",
-        "started_at", "finished_at", "elapsed_seconds", "cost", "error", "error_kind",
-        "status_message_id", "interaction_token", "interaction_at", "result_message_id",
+        "status",
+        "wiro_status",
+        "task_id",
+        "task_token",
+        "cancel_requested",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "elapsed_seconds",
+        "cost",
+        "error",
+        "error_kind",
+        "status_message_id",
+        "interaction_token",
+        "interaction_at",
+        "result_message_id",
         "posted_at",
     }
-)  # fmt: skip
+)
 
 _FINAL = tuple(state.value for state in FINAL_STATES)
 
@@ -54,16 +67,32 @@ class JobRepository:
         cursor = await self._conn.execute(
             "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
             " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (r.source, r.guild_id, r.channel_id, r.user_id, new.model, new.prompt,
-             json.dumps(new.inputs), new.seed, new.status.value, new.created_at),
-        )  # fmt: skip
+            (
+                r.source,
+                r.guild_id,
+                r.channel_id,
+                r.user_id,
+                new.model,
+                new.prompt,
+                json.dumps(new.inputs),
+                new.seed,
+                new.status.value,
+                new.created_at,
+            ),
+        )
         await self._conn.commit()
         job_id = cursor.lastrowid
         assert job_id is not None
         return Job(
-            id=job_id, model=new.model, prompt=new.prompt, inputs=dict(new.inputs),
-            seed=new.seed, status=new.status, requester=r, created_at=new.created_at,
-        )  # fmt: skip
+            id=job_id,
+            model=new.model,
+            prompt=new.prompt,
+            inputs=dict(new.inputs),
+            seed=new.seed,
+            status=new.status,
+            requester=r,
+            created_at=new.created_at,
+        )
 
     async def update(self, job_id: int, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -179,17 +208,22 @@ class JobRepository:
                 samples.setdefault(model, []).append(float(seconds))
         return {model: sorted(v)[len(v) // 2] for model, v in samples.items()}
 
-    async def add_outputs(self, job_id: int, outputs: Iterable[Output]) -> None:
-        await self._conn.executemany(
-            "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size, url, path,"
-            " width, height) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width,
-                 o.height)
-                for o in outputs
-            ],
-        )  # fmt: skip
-        await self._conn.commit()
+    async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
+        """Store a job's outputs and its final fields in one transaction."""
+        rows = [
+            (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width, o.height)
+            for o in outputs
+        ]
+        if rows:
+            # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
+            # under load ("bad parameter or other API misuse").
+            placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+            await self._conn.execute(
+                "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size, url,"
+                f" path, width, height) VALUES {placeholders}",
+                [value for row in rows for value in row],
+            )
+        await self.update(job_id, **fields)
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(
@@ -198,10 +232,15 @@ class JobRepository:
             rows = await cursor.fetchall()
         return [
             Output(
-                position=row["position"], name=row["name"], content_type=row["content_type"],
-                size=row["size"], url=row["url"], path=row["path"], width=row["width"],
+                position=row["position"],
+                name=row["name"],
+                content_type=row["content_type"],
+                size=row["size"],
+                url=row["url"],
+                path=row["path"],
+                width=row["width"],
                 height=row["height"],
-            )  # fmt: skip
+            )
             for row in rows
         ]
 
@@ -242,9 +281,11 @@ def _job(row: aiosqlite.Row) -> Job:
         seed=row["seed"],
         status=JobState(row["status"]),
         requester=Requester(
-            user_id=row["user_id"], guild_id=row["guild_id"], channel_id=row["channel_id"],
+            user_id=row["user_id"],
+            guild_id=row["guild_id"],
+            channel_id=row["channel_id"],
             source=row["source"],
-        ),  # fmt: skip
+        ),
         created_at=row["created_at"],
         wiro_status=row["wiro_status"],
         task_id=row["task_id"],

@@ -83,6 +83,7 @@ class Task(_Payload):
     createtime: float = 0.0
     starttime: float = 0.0
     endtime: float = 0.0
+    postprocessendtime: float = 0.0
 
     @field_validator("id", "pexit", mode="before")
     @classmethod
@@ -94,8 +95,15 @@ class Task(_Payload):
     def _maybe_text(cls, v: Any) -> str:
         return "" if v is None else str(v)
 
-    @field_validator("elapsedseconds", "totalcost", "createtime", "starttime", "endtime",
-                     mode="before")
+    @field_validator(
+        "elapsedseconds",
+        "totalcost",
+        "createtime",
+        "starttime",
+        "endtime",
+        "postprocessendtime",
+        mode="before",
+    )
     @classmethod
     def _num(cls, v: Any) -> float:
         return _number(v)
@@ -104,6 +112,11 @@ class Task(_Payload):
     @classmethod
     def _outputs(cls, v: Any) -> Any:
         return [] if v is None else v
+
+    @property
+    def finished_unix(self) -> float | None:
+        """When Wiro says the task ended (unix seconds, whole), if it says."""
+        return self.postprocessendtime or self.endtime or None
 
     @property
     def is_terminal(self) -> bool:

@@ -396,7 +396,9 @@ async def test_outputs_land_in_the_outputs_folder(
         job = await engine.submit(request())
         done = await finished(events, job.id)
     assert done.outputs[0].path is not None
-    assert Path(done.outputs[0].path).parent == tmp_path / "outputs" / str(job.id)
+    path = Path(done.outputs[0].path)
+    assert path.parent == tmp_path / "outputs"
+    assert path.name.startswith(f"{job.id}-00-")
 
 
 async def test_closing_keeps_running_jobs_in_the_database(

@@ -1,0 +1,210 @@
+"""Engine benchmark: 1,000 concurrent jobs in one engine process against the Wiro stand-in.
+
+    python bench/engine_bench.py [--jobs 1000] [--seconds 10] [--jitter 1] [--same-process]
+
+Prints the wall time, Task/Detail calls per job, the delay from a task finishing at Wiro to the
+engine reporting it (p50, p95), event-loop lag p99 and peak RSS, against the targets: delay p50
+under 1 s with at most 10 Detail calls per job, loop lag p99 under 50 ms, peak RSS under 300 MB.
+
+The stand-in runs in a child process by default (Wiro is another machine in real life);
+`--same-process` serves it from the engine's own event loop instead, a harsher setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.standin_process import jittered, stats  # noqa: E402
+from bot.catalog.catalog import Catalog  # noqa: E402
+from bot.jobs.engine import JobEngine, JobRequest  # noqa: E402
+from bot.jobs.events import EventKind  # noqa: E402
+from bot.jobs.job import JobState, Requester  # noqa: E402
+from bot.settings import JobSettings  # noqa: E402
+from bot.store import Store  # noqa: E402
+from bot.wiro import Credentials, WiroClient  # noqa: E402
+from tests.wiro_standin import WiroStandIn  # noqa: E402
+
+MODEL = "ArsMachina/Ars-Niji-Style-v1"
+StatsFn = Callable[[], "asyncio.Future[dict[str, Any]] | Any"]
+
+
+@asynccontextmanager
+async def standin(
+    seconds: float, jitter: float, same_process: bool
+) -> AsyncIterator[tuple[dict[str, Any], Any]]:
+    """Yields (connection info, async function returning the stand-in's statistics)."""
+    if same_process:
+        async with WiroStandIn(run_seconds=seconds) as wiro:
+            jittered(wiro, seconds, jitter)
+
+            async def local() -> dict[str, Any]:
+                return json.loads(json.dumps(stats(wiro)))  # type: ignore[no-any-return]
+
+            info = {
+                "base_url": wiro.base_url,
+                "api_key": wiro.api_key,
+                "api_secret": wiro.api_secret,
+            }
+            yield info, local
+        return
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("standin_process.py")),
+        "--seconds",
+        str(seconds),
+        "--jitter",
+        str(jitter),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    stdin, stdout = child.stdin, child.stdout
+    try:
+        info = json.loads(await stdout.readline())
+
+        async def remote() -> dict[str, Any]:
+            stdin.write(b"stats\n")
+            await stdin.drain()
+            return json.loads(await stdout.readline())  # type: ignore[no-any-return]
+
+        yield info, remote
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def measure_lag(samples: list[float], stop: asyncio.Event, every: float = 0.02) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(every)
+        samples.append(loop.time() - before - every)
+
+
+async def bench(jobs: int, seconds: float, jitter: float, same_process: bool) -> dict[str, Any]:
+    async with standin(seconds, jitter, same_process) as (wiro, wiro_stats):
+        with tempfile.TemporaryDirectory() as folder:
+            async with (
+                aiohttp.ClientSession() as session,
+                await Store.open(Path(folder) / "bench.db") as store,
+            ):
+                client = WiroClient(
+                    session,
+                    Credentials(wiro["api_key"], wiro["api_secret"]),
+                    base_url=wiro["base_url"],
+                )
+                engine = JobEngine(
+                    client=client,
+                    store=store,
+                    catalog=Catalog.from_seeds(),
+                    settings=JobSettings(
+                        max_concurrent=jobs,
+                        max_concurrent_per_guild=jobs,
+                        max_concurrent_per_user=jobs,
+                    ),
+                    outputs_dir=Path(folder) / "outputs",
+                    default_model=MODEL,
+                )
+                await engine.start()
+                lag: list[float] = []
+                stop = asyncio.Event()
+                lag_task = asyncio.create_task(measure_lag(lag, stop))
+                reported: dict[int, float] = {}
+                started = time.monotonic()
+                with engine.subscribe() as events:
+                    submitted = [
+                        await engine.submit(
+                            JobRequest(
+                                prompt=f"bench {n}",
+                                requester=Requester(user_id=n % 50, guild_id=n % 5, channel_id=1),
+                                model=MODEL,
+                            )
+                        )
+                        for n in range(jobs)
+                    ]
+                    submit_seconds = time.monotonic() - started
+                    async with asyncio.timeout(seconds * 6 + 120):
+                        while len(reported) < jobs:
+                            event = await events.get()
+                            if event.kind is EventKind.FINISHED:
+                                reported[event.job.id] = time.monotonic()
+                wall = time.monotonic() - started
+                stop.set()
+                await lag_task
+                finals = [await store.jobs.get(job.id) for job in submitted]
+                await engine.close()
+        counts = await wiro_stats()
+
+    delays = []
+    for job in finals:
+        assert job is not None and job.task_id is not None
+        delays.append(reported[job.id] - counts["finished_at"][job.task_id])
+    return {
+        "jobs": jobs,
+        "succeeded": sum(1 for job in finals if job and job.status is JobState.SUCCEEDED),
+        "submit_seconds": submit_seconds,
+        "wall_seconds": wall,
+        "detail_calls_per_job": counts["calls"].get("detail", 0) / jobs,
+        "max_detail_calls_one_job": max(counts["detail_calls"].values()),
+        "delay_p50": statistics.median(delays),
+        "delay_p95": percentile(delays, 0.95),
+        "loop_lag_p99_ms": percentile(lag, 0.99) * 1000,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="task duration at Wiro")
+    parser.add_argument("--jitter", type=float, default=1.0, help="± seconds per task")
+    parser.add_argument("--same-process", action="store_true", help="stand-in on this loop")
+    args = parser.parse_args()
+    result = asyncio.run(bench(args.jobs, args.seconds, args.jitter, args.same_process))
+    where = "this event loop" if args.same_process else "a child process"
+    print(f"stand-in                 {where}")
+    print(f"jobs                     {result['jobs']} ({result['succeeded']} succeeded)")
+    print(f"submitting all           {result['submit_seconds']:.2f} s")
+    print(f"wall time                {result['wall_seconds']:.2f} s")
+    print(
+        f"Detail calls per job     {result['detail_calls_per_job']:.2f} "
+        f"(max {result['max_detail_calls_one_job']})  target <= 10"
+    )
+    print(f"finish -> reported p50   {result['delay_p50']:.3f} s  target < 1 s")
+    print(f"finish -> reported p95   {result['delay_p95']:.3f} s")
+    print(f"event-loop lag p99       {result['loop_lag_p99_ms']:.1f} ms  target < 50 ms")
+    print(f"peak RSS                 {result['peak_rss_mb']:.0f} MB  target < 300 MB")
+    ok = (
+        result["succeeded"] == result["jobs"]
+        and result["delay_p50"] < 1.0
+        and result["detail_calls_per_job"] <= 10
+        and result["loop_lag_p99_ms"] < 50
+        and result["peak_rss_mb"] < 300
+    )
+    print("all targets met" if ok else "TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
