@@ -29,15 +29,15 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.standin_process import jittered, stats  # noqa: E402
-from bot.catalog.catalog import Catalog  # noqa: E402
-from bot.jobs.engine import JobEngine, JobRequest  # noqa: E402
-from bot.jobs.events import EventKind  # noqa: E402
-from bot.jobs.job import JobState, Requester  # noqa: E402
-from bot.settings import JobSettings  # noqa: E402
-from bot.store import Store  # noqa: E402
-from bot.wiro import Credentials, WiroClient  # noqa: E402
-from tests.wiro_standin import WiroStandIn  # noqa: E402
+from bench.standin_process import jittered, stats
+from bot.catalog.catalog import Catalog
+from bot.jobs.engine import JobEngine, JobRequest
+from bot.jobs.events import EventKind
+from bot.jobs.job import JobState, Requester
+from bot.settings import JobSettings
+from bot.store import Store
+from bot.wiro import Credentials, WiroClient
+from tests.wiro_standin import WiroStandIn
 
 MODEL = "ArsMachina/Ars-Niji-Style-v1"
 StatsFn = Callable[[], "asyncio.Future[dict[str, Any]] | Any"]

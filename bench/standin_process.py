@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.wiro_standin import WiroStandIn  # noqa: E402
+from tests.wiro_standin import WiroStandIn
 
 
 def jittered(wiro: WiroStandIn, seconds: float, jitter: float, seed: int = 1) -> None:
