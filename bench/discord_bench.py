@@ -1,0 +1,328 @@
+"""Discord benchmark: a burst of /imagine commands through the simulated Discord (simcord) into
+the real WiroBot, with the Wiro stand-in behind it.
+
+    python bench/discord_bench.py [--commands 200] [--over 1] [--members 20]
+                                  [--seconds 3] [--jitter 0.5] [--status-interval 1.5]
+
+Prints the acknowledgement latency (p50, p99), how many jobs finished and were posted, and the
+delay from a task finishing at Wiro to its images being posted (p50, p95), against the targets:
+ack p99 under 300 ms, all commands finished and posted, posting delay p50 under 1.5 s.
+
+How it is measured
+------------------
+- The bot is the real WiroBot with its real command tree, engine and status updater, driven by
+  simcord's in-memory Discord; its engine talks HTTP to the Wiro stand-in, which runs in a child
+  process (Wiro is another machine in real life). Tasks take `seconds` ± `jitter` at Wiro.
+- The burst: `commands` INTERACTION_CREATE events for /imagine, evenly spread over `over`
+  seconds, from `members` members in turn. They are delivered the way `member.slash()`
+  delivers them (same payload, same permission and visibility checks), but without
+  `slash()`'s wait for the bot to settle after each one: simcord allows one operation at a
+  time, and settling after each command would serialise the burst.
+- Acknowledgement: from just before the event is delivered to the moment the bot's first
+  interaction callback (the defer, or an answer) reaches simcord's HTTP router.
+- Posted: the moment the request carrying the images (the status message's edit into the
+  result, or a new channel message) reaches the router, minus the stand-in's `finished_at`
+  for the job's task. Both are time.monotonic() (one system-wide clock on Linux).
+- simcord runs discord.py's timers (the updater's ticker among them) on a virtual clock; a
+  pump here advances it in step with real time every few milliseconds. How far it trailed
+  real time is printed ("virtual clock lag"): that part of the posting delay is simcord's.
+- simcord answers HTTP in-process and at once, with no rate limits and no network: the
+  figures are the bot's own processing, not Discord's round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import simcord
+import simcord.http.router
+from simcord import actors as simcord_actors
+from simcord import interactions as simcord_interactions
+from simcord.actors import MemberActor
+from simcord.builders import ChannelHandle
+from simcord.enums import AppCommandType, InteractionType
+
+from bench.engine_bench import measure_lag, percentile, standin
+from bot.discord_bot import WiroBot
+from bot.jobs.job import JobState
+from bot.runtime import open_runtime
+from bot.settings import Settings
+from bot.store import HistoryQuery
+
+#: The real clock. simcord makes time.monotonic() answer virtual time inside bot code, and our
+#: router hook runs inside bot code, so keep the real one from before simcord starts.
+REAL_MONOTONIC: Callable[[], float] = time.monotonic
+
+ACK_TARGET = 0.300
+POST_TARGET = 1.5
+
+
+class Recorder:
+    """Wraps simcord's HTTP router: when the bot answered each interaction, and when each
+    message received files."""
+
+    def __init__(self) -> None:
+        self.acked: dict[int, float] = {}  # interaction id -> first callback
+        self.ack_kind: dict[int, int] = {}  # interaction id -> callback type
+        self.files_at: dict[int, float] = {}  # message id -> first request carrying files
+        self.requests = 0
+        self._original: Any = None
+
+    def install(self) -> None:
+        self._original = original = simcord.http.router.dispatch
+
+        def dispatch(backend: Any, method: str, path: str, **kwargs: Any) -> Any:
+            self.requests += 1
+            result = original(backend, method, path, **kwargs)
+            now = REAL_MONOTONIC()
+            parts = path.strip("/").split("/")
+            if parts[0] == "interactions" and parts[-1] == "callback":
+                interaction_id = int(parts[1])
+                if interaction_id not in self.acked:
+                    self.acked[interaction_id] = now
+                    body = kwargs.get("json") or {}
+                    self.ack_kind[interaction_id] = int(body.get("type", 0))
+            if kwargs.get("files") and isinstance(result, dict) and "id" in result:
+                self.files_at.setdefault(int(result["id"]), now)
+            return result
+
+        simcord.http.router.dispatch = dispatch
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            simcord.http.router.dispatch = self._original
+
+
+def emit_slash(actor: MemberActor, channel: ChannelHandle, name: str, **options: Any) -> int:
+    """Deliver one slash command like `actor.slash()` does, without settling afterwards.
+    Returns the interaction's id."""
+    env = actor._env
+    simcord_actors._check_actor_channel(actor, channel)
+    root = simcord_actors._resolve_visible_command(
+        actor, channel.id, name, AppCommandType.CHAT_INPUT
+    )
+    leaf, nesting = simcord_interactions.walk_to_subcommand(root, [])
+    leaf_options, resolved = simcord_interactions.build_options(
+        actor, name, leaf, options, channel_id=channel.id
+    )
+    data: dict[str, Any] = {
+        "id": root["id"],
+        "name": root["name"],
+        "type": root.get("type", AppCommandType.CHAT_INPUT),
+        "options": simcord_interactions.nest_options(root, nesting, leaf_options),
+    }
+    if resolved:
+        data["resolved"] = resolved
+    if root.get("guild_id"):
+        data["guild_id"] = root["guild_id"]
+    record, payload = simcord_interactions.base_payload(
+        env.backend,
+        type=InteractionType.APPLICATION_COMMAND,
+        channel_id=channel.id,
+        guild_id=actor.guild.id,
+        user_id=actor.id,
+        data=data,
+    )
+    env.backend.emit("INTERACTION_CREATE", payload)
+    return int(record.id)
+
+
+async def pump_clock(env: simcord.Env, stop: asyncio.Event, lag: list[float]) -> None:
+    """Keep simcord's virtual clock in step with real time (the bot's ticker runs on it)."""
+    real_start = REAL_MONOTONIC()
+    virtual_start = env._virtual_time
+    while not stop.is_set():
+        await asyncio.sleep(0.005)
+        behind = (REAL_MONOTONIC() - real_start) - (env._virtual_time - virtual_start)
+        lag.append(behind)
+        if behind > 0:
+            await env.advance_time(behind)
+
+
+async def bench(
+    commands: int, over: float, members: int, seconds: float, jitter: float, interval: float
+) -> dict[str, Any]:
+    recorder = Recorder()
+    async with standin(seconds, jitter, same_process=False) as (wiro, wiro_stats):
+        with tempfile.TemporaryDirectory() as folder:
+            settings = Settings(
+                discord={"status_edit_interval": interval},
+                wiro={
+                    "api_key": wiro["api_key"],
+                    "api_secret": wiro["api_secret"],
+                    "base_url": wiro["base_url"],
+                },
+                database={"path": Path(folder) / "bench.db"},
+                jobs={
+                    "max_concurrent": commands,
+                    "max_concurrent_per_guild": commands,
+                    "max_concurrent_per_user": commands,
+                },
+            )
+            # As the tests do: the runtime (engine, store) is opened outside simcord, so the
+            # engine runs on real time and only the bot's own work is simcord's.
+            async with open_runtime(settings) as runtime:
+                bot = WiroBot(settings, runtime=runtime)
+                recorder.install()
+                env = simcord.Env(bot, settle_timeout=120.0)
+                try:
+                    await env.start()
+                    result = await drive(env, runtime, recorder, commands, over, members)
+                finally:
+                    try:
+                        await env.shutdown()
+                    finally:
+                        recorder.uninstall()
+        counts = await wiro_stats()
+    return summarise(result, recorder, counts, commands)
+
+
+async def drive(
+    env: simcord.Env, runtime: Any, recorder: Recorder, commands: int, over: float, members: int
+) -> dict[str, Any]:
+    guild = env.create_guild("Bench")
+    channel = guild.create_text_channel("art")
+    people = [guild.add_member(env.create_user(f"member{n}")) for n in range(members)]
+
+    stop = asyncio.Event()
+    clock_lag: list[float] = []
+    loop_lag: list[float] = []
+    pump = asyncio.create_task(pump_clock(env, stop, clock_lag))
+    lag_task = asyncio.create_task(measure_lag(loop_lag, stop))
+    emitted: dict[int, float] = {}
+    started = REAL_MONOTONIC()
+    try:
+        for n in range(commands):
+            due = started + over * n / commands
+            wait = due - REAL_MONOTONIC()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            at = REAL_MONOTONIC()
+            interaction_id = emit_slash(
+                people[n % members], channel, "imagine", prompt=f"bench {n}"
+            )
+            emitted[interaction_id] = at
+            await asyncio.sleep(0)  # let the bot start on it, as Discord's gateway would
+        burst_seconds = REAL_MONOTONIC() - started
+        store = runtime.store
+        async with asyncio.timeout(120):
+            while True:
+                jobs = await store.jobs.history(HistoryQuery(limit=commands * 2))
+                if len(jobs) >= commands and all(job.posted_at is not None for job in jobs):
+                    break
+                await asyncio.sleep(0.1)
+        wall = REAL_MONOTONIC() - started
+    finally:
+        stop.set()
+        await asyncio.gather(pump, lag_task, return_exceptions=True)
+    messages = [m for m in channel.history() if m.attachments]
+    return {
+        "emitted": emitted,
+        "burst_seconds": burst_seconds,
+        "wall_seconds": wall,
+        "jobs": jobs,
+        "messages_with_images": len(messages),
+        "clock_lag": clock_lag,
+        "loop_lag": loop_lag,
+        "http_errors": len(env.errors),
+    }
+
+
+def summarise(
+    result: dict[str, Any], recorder: Recorder, counts: dict[str, Any], commands: int
+) -> dict[str, Any]:
+    emitted: dict[int, float] = result["emitted"]
+    acks = [recorder.acked[i] - at for i, at in emitted.items() if i in recorder.acked]
+    jobs = result["jobs"]
+    delays = []
+    for job in jobs:
+        if job.result_message_id is None or job.task_id is None:
+            continue
+        posted = recorder.files_at.get(job.result_message_id)
+        finished = counts["finished_at"].get(job.task_id)
+        if posted is not None and finished is not None:
+            delays.append(posted - finished)
+    return {
+        "commands": commands,
+        "burst_seconds": result["burst_seconds"],
+        "wall_seconds": result["wall_seconds"],
+        "acked": len(acks),
+        "deferred": sum(1 for kind in recorder.ack_kind.values() if kind == 5),
+        "ack_p50": statistics.median(acks) if acks else float("nan"),
+        "ack_p99": percentile(acks, 0.99) if acks else float("nan"),
+        "ack_max": max(acks) if acks else float("nan"),
+        "jobs": len(jobs),
+        "succeeded": sum(1 for job in jobs if job.status is JobState.SUCCEEDED),
+        "posted": len(delays),
+        "messages_with_images": result["messages_with_images"],
+        "post_p50": statistics.median(delays) if delays else float("nan"),
+        "post_p95": percentile(delays, 0.95) if delays else float("nan"),
+        "detail_calls_per_job": counts["calls"].get("detail", 0) / max(1, len(jobs)),
+        "clock_lag_p99": percentile(result["clock_lag"], 0.99) if result["clock_lag"] else 0.0,
+        "loop_lag_p99": percentile(result["loop_lag"], 0.99) if result["loop_lag"] else 0.0,
+        "errors": result["http_errors"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--commands", type=int, default=200)
+    parser.add_argument("--over", type=float, default=1.0, help="seconds the burst is spread over")
+    parser.add_argument("--members", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=3.0, help="task duration at Wiro")
+    parser.add_argument("--jitter", type=float, default=0.5, help="± seconds per task")
+    parser.add_argument(
+        "--status-interval", type=float, default=1.5, help="discord.status_edit_interval"
+    )
+    args = parser.parse_args()
+    run: Coroutine[Any, Any, dict[str, Any]] = bench(
+        args.commands, args.over, args.members, args.seconds, args.jitter, args.status_interval
+    )
+    r = asyncio.run(run)
+    n = r["commands"]
+    print(
+        f"burst                    {n} /imagine from {args.members} members "
+        f"in {r['burst_seconds']:.2f} s"
+    )
+    print(f"Wiro tasks               {args.seconds:g} s ± {args.jitter:g} s (child process)")
+    print(f"status edit interval     {args.status_interval:g} s")
+    print(f"wall time                {r['wall_seconds']:.2f} s")
+    print(f"acknowledged             {r['acked']}/{n} ({r['deferred']} deferred)")
+    print(f"ack latency p50          {r['ack_p50'] * 1000:.1f} ms")
+    print(
+        f"ack latency p99          {r['ack_p99'] * 1000:.1f} ms  target < {ACK_TARGET * 1000:.0f} ms"
+        f"  (max {r['ack_max'] * 1000:.1f} ms)"
+    )
+    print(
+        f"jobs                     {r['jobs']} ({r['succeeded']} succeeded, "
+        f"{r['posted']} posted, {r['messages_with_images']} messages with images)"
+    )
+    print(f"finish -> posted p50     {r['post_p50']:.3f} s  target < {POST_TARGET:g} s")
+    print(f"finish -> posted p95     {r['post_p95']:.3f} s")
+    print(f"Detail calls per job     {r['detail_calls_per_job']:.2f}")
+    print(f"event-loop lag p99       {r['loop_lag_p99'] * 1000:.1f} ms")
+    print(f"virtual clock lag p99    {r['clock_lag_p99'] * 1000:.1f} ms  (simcord's share)")
+    ok = (
+        r["acked"] == n
+        and r["ack_p99"] < ACK_TARGET
+        and r["jobs"] == n
+        and r["succeeded"] == n
+        and r["posted"] == n
+        and r["post_p50"] < POST_TARGET
+    )
+    print("all targets met" if ok else "TARGETS MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
