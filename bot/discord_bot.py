@@ -20,7 +20,7 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Extensions loaded at start, one cog a module.
-EXTENSIONS = ("cogs.imagine",)
+EXTENSIONS = ("cogs.imagine", "cogs.models")
 
 
 class WiroBot(commands.Bot):
