@@ -389,8 +389,6 @@ class JobEngine:
         async with self._lock(job):
             if job.status.is_final:
                 return
-            if task.succeeded:
-                self.estimates.record(job.model, time.time() - (job.submitted_at or job.created_at))
             if task.status is TaskStatus.CANCEL:
                 await self._finish(
                     job,
