@@ -20,7 +20,7 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Extensions loaded at start, one cog a module.
-EXTENSIONS = ("cogs.imagine", "cogs.models")
+EXTENSIONS = ("cogs.imagine", "cogs.models", "cogs.settings")
 
 
 class WiroBot(commands.Bot):
