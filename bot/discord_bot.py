@@ -9,6 +9,7 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -19,8 +20,12 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
 #: Extensions loaded at start, one cog a module.
-EXTENSIONS = ("cogs.imagine", "cogs.models", "cogs.settings")
+EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings")
 
 
 class WiroBot(commands.Bot):
@@ -82,6 +87,10 @@ class WiroBot(commands.Bot):
         await super().close()
 
 
+def _plain(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def run_bot(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
     token = settings.require_discord_token().get_secret_value()
@@ -104,6 +113,10 @@ async def _run(settings: Settings, token: str) -> int:
                 running.result()
             except discord.LoginFailure:
                 log.error("Discord refused the bot token (discord.token)")
+                return 1
+            except (aiohttp.ClientError, OSError, discord.DiscordException) as exc:
+                # discord.py retries dropped connections itself; this is failing to start.
+                log.error("could not connect to Discord: %s", _plain(exc))
                 return 1
             return 0
         log.info("signal received: shutting down")
