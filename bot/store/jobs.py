@@ -56,6 +56,8 @@ class HistoryQuery:
     search: str | None = None
     limit: int = 10
     offset: int = 0
+    #: Only jobs started in these channels (None: any channel; empty: none).
+    channel_ids: frozenset[int] | None = None
 
 
 class JobRepository:
@@ -256,6 +258,13 @@ def _history_filter(query: HistoryQuery) -> tuple[str, tuple[Any, ...]]:
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
+    if query.channel_ids is not None:
+        if query.channel_ids:
+            ids = sorted(query.channel_ids)
+            clauses.append(f"channel_id IN ({', '.join('?' for _ in ids)})")
+            params.extend(ids)
+        else:
+            clauses.append("0")
     if query.search:
         escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("prompt LIKE ? ESCAPE '\\'")
