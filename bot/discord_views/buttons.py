@@ -26,141 +26,92 @@ _Button = ui.Button[ui.View]
 
 def status_view(job_id: int) -> ui.View:
     view = ui.View(timeout=None)
-    view.add_item(CancelButton(job_id))
+    view.add_item(JobButton("cancel", job_id))
     return view
 
 
 def result_view(job_id: int) -> ui.View:
     view = ui.View(timeout=None)
-    view.add_item(RerollButton(job_id))
-    view.add_item(RemixButton(job_id))
-    view.add_item(DeleteButton(job_id))
+    for action in ("reroll", "remix", "delete"):
+        view.add_item(JobButton(action, job_id))
     return view
 
 
 def all_buttons() -> tuple[type[ui.DynamicItem[Any]], ...]:
-    return (CancelButton, RerollButton, RemixButton, DeleteButton)
+    return (JobButton,)
 
 
-class CancelButton(ui.DynamicItem[_Button], template=r"wirobot:cancel:(?P<job>\d+)"):
-    def __init__(self, job_id: int) -> None:
+#: How each button looks: label, style, emoji.
+_LOOKS: dict[str, tuple[str, discord.ButtonStyle, str | None]] = {
+    "cancel": ("Cancel", discord.ButtonStyle.danger, None),
+    "reroll": ("Reroll", discord.ButtonStyle.primary, "\N{GAME DIE}"),
+    "remix": ("Remix", discord.ButtonStyle.secondary, "\N{ARTIST PALETTE}"),
+    "delete": ("Delete", discord.ButtonStyle.danger, "\N{WASTEBASKET}"),
+}
+
+
+class JobButton(
+    ui.DynamicItem[_Button], template=r"wirobot:(?P<action>cancel|reroll|remix|delete):(?P<job>\d+)"
+):
+    """One of the four job buttons; what it does is in its custom_id with the job id."""
+
+    def __init__(self, action: str, job_id: int) -> None:
+        label, style, emoji = _LOOKS[action]
         super().__init__(
-            ui.Button(
-                label="Cancel",
-                style=discord.ButtonStyle.danger,
-                custom_id=f"wirobot:cancel:{job_id}",
-            )
+            ui.Button(label=label, style=style, emoji=emoji, custom_id=f"wirobot:{action}:{job_id}")
         )
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction[Any], item: ui.Item[Any], match: re.Match[str], /
-    ) -> CancelButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        engine = _bot(interaction).runtime.engine
-        job = await engine.get(self.job_id)
-        if job is None:
-            await _say(interaction, "This job no longer exists.")
-            return
-        if not _may_manage(interaction, job):
-            await _say(
-                interaction,
-                f"Only <@{job.user_id}>, who asked for this job, or members with Manage Messages "
-                "can cancel it.",
-            )
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        result = await engine.cancel(self.job_id)
-        await interaction.followup.send(_cancel_words(result.outcome, result.job, result.detail))
-
-
-class RerollButton(ui.DynamicItem[_Button], template=r"wirobot:reroll:(?P<job>\d+)"):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            ui.Button(
-                label="Reroll",
-                style=discord.ButtonStyle.primary,
-                emoji="\N{GAME DIE}",
-                custom_id=f"wirobot:reroll:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: ui.Item[Any], match: re.Match[str], /
-    ) -> RerollButton:
-        return cls(int(match["job"]))
+    ) -> JobButton:
+        return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         job = await _bot(interaction).runtime.engine.get(self.job_id)
         if job is None:
-            await _say(interaction, "This job no longer exists.")
+            if self.action == "delete":  # the message outlived its job: still let it go
+                await _delete(interaction)
+            else:
+                await _say(interaction, "This job no longer exists.")
             return
-        await start_job(interaction, again(job, interaction, prompt=job.prompt, seed=None))
-
-
-class RemixButton(ui.DynamicItem[_Button], template=r"wirobot:remix:(?P<job>\d+)"):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            ui.Button(
-                label="Remix",
-                style=discord.ButtonStyle.secondary,
-                emoji="\N{ARTIST PALETTE}",
-                custom_id=f"wirobot:remix:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: ui.Item[Any], match: re.Match[str], /
-    ) -> RemixButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        job = await _bot(interaction).runtime.engine.get(self.job_id)
-        if job is None:
-            await _say(interaction, "This job no longer exists.")
-            return
-        await interaction.response.send_modal(RemixModal(job))
-
-
-class DeleteButton(ui.DynamicItem[_Button], template=r"wirobot:delete:(?P<job>\d+)"):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(
-            ui.Button(
-                label="Delete",
-                style=discord.ButtonStyle.danger,
-                emoji="\N{WASTEBASKET}",
-                custom_id=f"wirobot:delete:{job_id}",
-            )
-        )
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: ui.Item[Any], match: re.Match[str], /
-    ) -> DeleteButton:
-        return cls(int(match["job"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        job = await _bot(interaction).runtime.engine.get(self.job_id)
-        if job is not None and not _may_manage(interaction, job):
+        if self.action == "cancel":
+            await _cancel(interaction, job)
+        elif self.action == "reroll":
+            await start_job(interaction, again(job, interaction, prompt=job.prompt, seed=None))
+        elif self.action == "remix":
+            await interaction.response.send_modal(RemixModal(job))
+        elif not _may_manage(interaction, job):
             await _say(
                 interaction,
                 f"Only <@{job.user_id}>, who asked for these images, or members with Manage "
                 "Messages can delete them.",
             )
-            return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        if interaction.message is not None:
-            with contextlib.suppress(discord.NotFound):  # already gone
-                await interaction.message.delete()
-        await interaction.followup.send("Deleted.")
+        else:
+            await _delete(interaction)
+
+
+async def _cancel(interaction: discord.Interaction[Any], job: Job) -> None:
+    if not _may_manage(interaction, job):
+        await _say(
+            interaction,
+            f"Only <@{job.user_id}>, who asked for this job, or members with Manage Messages "
+            "can cancel it.",
+        )
+        return
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    result = await _bot(interaction).runtime.engine.cancel(job.id)
+    await interaction.followup.send(_cancel_words(result.outcome, result.job, result.detail))
+
+
+async def _delete(interaction: discord.Interaction[Any]) -> None:
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    if interaction.message is not None:
+        with contextlib.suppress(discord.NotFound):  # already gone
+            await interaction.message.delete()
+    await interaction.followup.send("Deleted.")
 
 
 class RemixModal(ui.Modal):
