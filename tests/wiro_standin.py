@@ -90,8 +90,14 @@ WORKING = (
 _STUCK_AT = WORKING.index(TaskStatus.START)
 _ERROR_AFTER = WORKING.index(TaskStatus.PREPROCESS_END)
 #: From this status on, a successful task shows its outputs.
-_OUTPUTS_FROM = frozenset({TaskStatus.OUTPUT_FULL, TaskStatus.END,
-                           TaskStatus.POSTPROCESS_START, TaskStatus.POSTPROCESS_END})
+_OUTPUTS_FROM = frozenset(
+    {
+        TaskStatus.OUTPUT_FULL,
+        TaskStatus.END,
+        TaskStatus.POSTPROCESS_START,
+        TaskStatus.POSTPROCESS_END,
+    }
+)
 
 _TIMESTAMP_FIELDS = {
     TaskStatus.ACCEPT: "accepttime",
@@ -160,6 +166,8 @@ class FakeTask:
     _final: TaskStatus | None = None
     _finished: float | None = None
     _marks: dict[TaskStatus, float] = field(default_factory=dict)
+    #: Percent shown as a progress bar in debugoutput while running (set by report_progress).
+    progress: int | None = None
 
     # -- the clock-driven walk --------------------------------------------------------------
 
@@ -253,6 +261,13 @@ class FakeTask:
         self._final = status
         self._finished = now
         self._marks[status] = now
+
+
+def _progress_bar(task: FakeTask, status: TaskStatus) -> str:
+    if task.progress is None or status in TERMINAL_STATUSES:
+        return ""
+    bar = "#" * (task.progress // 10)
+    return f"Loading pipeline components...\n{task.progress:3d}%|{bar:<10}| {task.progress}/100\n"
 
 
 class WiroStandIn:
@@ -412,6 +427,10 @@ class WiroStandIn:
         else:
             task._pinned = status
             task._marks.setdefault(status, now)
+
+    def report_progress(self, task_id: str, percent: int) -> None:
+        """Show a tqdm progress bar at `percent` in the task's debugoutput while it runs."""
+        self.tasks[task_id].progress = percent
 
     def finish(self, task_id: str) -> None:
         """End a task now, the way its outcome says (a "stuck" task succeeds)."""
@@ -696,7 +715,7 @@ class WiroStandIn:
             "uuid": task.uuid,
             "socketaccesstoken": task.token,
             "parameters": task.inputs,
-            "debugoutput": debugoutput,
+            "debugoutput": debugoutput or _progress_bar(task, status),
             "debugerror": debugerror,
             "pexit": pexit,
             "elapsedseconds": f"{elapsed:.4f}",
@@ -846,17 +865,55 @@ class WiroStandIn:
 def default_tool_items() -> list[dict[str, Any]]:
     """Tool/Detail inputs of a generic text-to-image model, as Wiro lists them."""
     return [
-        {"id": "prompt", "type": "textarea", "label": "prompt", "required": True,
-         "default": "", "note": "prompt-help"},
-        {"id": "samples", "type": "range", "label": "numberofoutputs", "required": False,
-         "default": "1", "min": "1", "max": "4", "step": "1"},
-        {"id": "steps", "type": "range", "label": "inferencesteps", "default": "24",
-         "min": "1", "max": "100", "step": "1"},
-        {"id": "scale", "type": "range", "label": "guidancescale", "default": "3.5",
-         "min": "0", "max": "20", "step": "0.1"},
+        {
+            "id": "prompt",
+            "type": "textarea",
+            "label": "prompt",
+            "required": True,
+            "default": "",
+            "note": "prompt-help",
+        },
+        {
+            "id": "samples",
+            "type": "range",
+            "label": "numberofoutputs",
+            "required": False,
+            "default": "1",
+            "min": "1",
+            "max": "4",
+            "step": "1",
+        },
+        {
+            "id": "steps",
+            "type": "range",
+            "label": "inferencesteps",
+            "default": "24",
+            "min": "1",
+            "max": "100",
+            "step": "1",
+        },
+        {
+            "id": "scale",
+            "type": "range",
+            "label": "guidancescale",
+            "default": "3.5",
+            "min": "0",
+            "max": "20",
+            "step": "0.1",
+        },
         {"id": "seed", "type": "text", "label": "seed", "default": "123456"},
-        {"id": "width", "type": "select", "label": "width", "default": "1024",
-         "options": [{"value": "512", "label": "512"}, {"value": "1024", "label": "1024"}]},
-        {"id": "height", "type": "select", "label": "height", "default": "1024",
-         "options": [{"value": "512", "label": "512"}, {"value": "1024", "label": "1024"}]},
+        {
+            "id": "width",
+            "type": "select",
+            "label": "width",
+            "default": "1024",
+            "options": [{"value": "512", "label": "512"}, {"value": "1024", "label": "1024"}],
+        },
+        {
+            "id": "height",
+            "type": "select",
+            "label": "height",
+            "default": "1024",
+            "options": [{"value": "512", "label": "512"}, {"value": "1024", "label": "1024"}],
+        },
     ]

@@ -107,7 +107,9 @@ class StatusUpdater:
         words = self._words(job)
         try:
             message = await interaction.edit_original_response(
-                embed=render.status_embed(job, self._model(job), position=self._position(job)),
+                embed=render.status_embed(
+                    job, self._model(job), position=self._position(job), progress=job.progress
+                ),
                 view=status_view(job.id),
             )
         finally:
@@ -151,7 +153,9 @@ class StatusUpdater:
                 return
             words = self._words(job)
             if words != target.shown and target.message_id is not None:
-                embed = render.status_embed(job, self._model(job), position=self._position(job))
+                embed = render.status_embed(
+                    job, self._model(job), position=self._position(job), progress=job.progress
+                )
                 if await self._edit_or_gone(target, embed=embed, view=status_view(job.id)):
                     target.shown = words
         except Exception:
@@ -165,7 +169,7 @@ class StatusUpdater:
         return await self._bot.runtime.engine.get(job_id)
 
     def _words(self, job: Job) -> str:
-        return render.state_words(job, self._position(job))
+        return render.state_words(job, self._position(job), job.progress)
 
     def _position(self, job: Job) -> int | None:
         return self._bot.runtime.engine.queue_position(job.id)

@@ -384,6 +384,9 @@ class JobEngine:
                 job, status=JobState.RUNNING, wiro_status=task.status.value, started_at=time.time()
             )
         job.wiro_status = task.status.value
+        if running and task.progress is not None and task.progress != job.progress:
+            job.progress = task.progress
+            self.events.publish(JobEvent(EventKind.PROGRESS, self._snapshot(job), job.progress))
 
     async def _complete(self, job: Job, task: Task) -> None:
         async with self._lock(job):

@@ -96,6 +96,8 @@ class Job:
     result_message_id: int | None = None
     posted_at: float | None = None
     outputs: list[Output] = field(default_factory=list)
+    #: Generation progress 0..1 while running, when Wiro tells it (not stored).
+    progress: float | None = None
 
     @property
     def user_id(self) -> int | None:

@@ -26,7 +26,7 @@ from typing import Protocol
 from bot.jobs.job import Job
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import WiroError
-from bot.wiro.types import Task
+from bot.wiro.types import Task, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class PollingWatcher:
     async def _watch(self, job: Job, on_update: OnUpdate, submitted: float) -> Task:
         assert job.task_id is not None
         estimates = self._estimates
-        last_status = None
+        last_seen: tuple[TaskStatus, float | None] | None = None
         errors = 0
         first = True
         previous_poll = submitted
@@ -193,8 +193,8 @@ class PollingWatcher:
                 await asyncio.sleep(min(self._schedule.max_interval, 2.0**errors))
                 continue
             errors = 0
-            if task.status != last_status or task.is_terminal:
-                last_status = task.status
+            if (task.status, task.progress) != last_seen or task.is_terminal:
+                last_seen = (task.status, task.progress)
                 await on_update(task)
             if task.is_terminal:
                 if task.succeeded:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -42,6 +43,10 @@ WAITING_STATUSES = frozenset(
         TaskStatus.PREPROCESS_END,
     }
 )
+
+
+#: A tqdm-style progress bar as diffusion pipelines print it: " 45%|████▌     | 9/20".
+_PROGRESS = re.compile(r"(\d{1,3})%\|")
 
 
 def _number(value: Any) -> float:
@@ -112,6 +117,12 @@ class Task(_Payload):
     @classmethod
     def _outputs(cls, v: Any) -> Any:
         return [] if v is None else v
+
+    @property
+    def progress(self) -> float | None:
+        """0..1 from the last progress bar in the model's output ("45%|####"), if any."""
+        matches = _PROGRESS.findall(self.debugoutput[-2000:])
+        return min(int(matches[-1]), 100) / 100 if matches else None
 
     @property
     def finished_unix(self) -> float | None:

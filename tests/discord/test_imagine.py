@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.jobs.job import JobState
+from bot.wiro.types import TaskStatus
 from tests.discord.conftest import Harness
 
 
@@ -59,3 +60,17 @@ async def test_jobs_waiting_for_a_slot_show_their_place_in_line(harness: Harness
     await h.queued(waiting)
     assert h.message(third).embeds[0].title == "Queued at Wiro"
     assert len(h.wiro.runs) == 2
+
+
+async def test_the_status_shows_generation_progress_when_wiro_reports_it(
+    harness: Harness,
+) -> None:
+    h = harness
+    result = await h.alice.slash(h.channel, "imagine", prompt="a windmill")
+    job = await h.queued(await h.last_job())
+    assert job.task_id is not None
+    h.wiro.advance(job.task_id, TaskStatus.OUTPUT)
+    h.wiro.report_progress(job.task_id, 60)
+    await h.until(job.id, lambda j: j.progress == 0.6)
+    await h.tick()
+    assert h.message(result).embeds[0].title == "Generating… 60%"

@@ -11,6 +11,7 @@ from PIL import Image
 
 from bot.catalog.validation import InvalidInput
 from bot.jobs.engine import CancelOutcome, JobEngine, LimitReached
+from bot.jobs.events import EventKind
 from bot.jobs.job import ErrorKind, JobState
 from bot.store import GuildSettings, Store
 from bot.wiro.types import TaskStatus
@@ -413,3 +414,24 @@ async def test_closing_keeps_running_jobs_in_the_database(
     await asyncio.sleep(0)
     stored = await store.jobs.get(job.id)
     assert stored is not None and stored.status is JobState.QUEUED
+
+
+async def test_progress_from_wiros_output_is_announced(
+    engine: JobEngine, wiro: WiroStandIn
+) -> None:
+    wiro.hold()
+    with engine.subscribe() as events:
+        job = await engine.submit(request())
+        await reaches(events, job.id, JobState.QUEUED)
+        task_id = wiro.runs[0].task_id
+        assert task_id is not None
+        wiro.advance(task_id, TaskStatus.OUTPUT)
+        wiro.report_progress(task_id, 45)
+        async with asyncio.timeout(10):
+            while True:
+                event = await events.get()
+                if event.kind is EventKind.PROGRESS:
+                    break
+    assert event.progress == 0.45
+    current = await engine.get(job.id)
+    assert current is not None and current.progress == 0.45
