@@ -365,13 +365,28 @@ class JobEngine:
             async with asyncio.timeout(max(remaining, 0.0)):
                 task = await self._watcher.watch(job, lambda task: self._on_update(job, task))
         except TimeoutError:
-            await self._expire(job)
+            # One last look first: it may have ended meanwhile, or while the bot was down.
+            last = await self._last_look(job)
+            if last is not None and last.is_terminal:
+                await self._complete(job, last)
+            else:
+                await self._expire(job)
             return
         except WiroError as exc:
             log.warning("job %s: lost track of Wiro task %s: %s", job.id, job.task_id, exc)
             await self._finish(job, JobState.FAILED, error=str(exc), kind=_error_kind(exc))
             return
         await self._complete(job, task)
+
+    async def _last_look(self, job: Job) -> Task | None:
+        assert job.task_id is not None
+        try:
+            task = await self.client.task_detail(task_id=job.task_id)
+        except WiroError as exc:
+            log.info("job %s: last look at Wiro task %s failed: %s", job.id, job.task_id, exc)
+            return None
+        await self._on_update(job, task)
+        return task
 
     async def _on_update(self, job: Job, task: Task) -> None:
         if job.status.is_final:

@@ -435,3 +435,26 @@ async def test_progress_from_wiros_output_is_announced(
     assert event.progress == 0.45
     current = await engine.get(job.id)
     assert current is not None and current.progress == 0.45
+
+
+async def test_a_job_that_ended_at_wiro_while_the_bot_was_down_past_its_deadline_succeeds(
+    make_engine: EngineFactory, wiro: WiroStandIn, store: Store
+) -> None:
+    wiro.hold()
+    old = await make_engine(deadline_seconds=0.5)
+    with old.subscribe() as events:
+        job = await old.submit(request())
+        await reaches(events, job.id, JobState.QUEUED)
+    await old.close()
+    task_id = wiro.runs[0].task_id
+    assert task_id is not None
+    wiro.finish(task_id)
+    await store.jobs.update(job.id, submitted_at=0.0)  # long past its deadline
+
+    new = await make_engine(deadline_seconds=0.5)
+    with new.subscribe() as events:
+        current = await new.get(job.id)
+        assert current is not None
+        done = current if current.status.is_final else await finished(events, job.id)
+    assert done.status is JobState.SUCCEEDED
+    assert wiro.calls["kill"] == 0
