@@ -213,8 +213,8 @@ class JobEngine:
         if self._closing:
             raise JobRefused("The bot is shutting down; try again in a minute.")
         slug, inputs, guild = await self.prepare(request)
-        if guild is not None and guild.max_concurrent_per_user is not None:
-            self._user_caps[guild.guild_id] = guild.max_concurrent_per_user
+        if guild is not None:
+            self._learn_user_cap(guild)
         job = await self.store.jobs.create(
             NewJob(
                 model=slug,
@@ -229,6 +229,13 @@ class JobEngine:
         self._publish(job)
         await self._enqueue(job)
         return self._snapshot(job)
+
+    def _learn_user_cap(self, guild: GuildSettings) -> None:
+        """Remember a server's jobs-at-once per member (None: the bot's setting applies)."""
+        if guild.max_concurrent_per_user is None:
+            self._user_caps.pop(guild.guild_id, None)
+        else:
+            self._user_caps[guild.guild_id] = guild.max_concurrent_per_user
 
     async def _check_daily_limit(self, requester: Requester, guild: GuildSettings | None) -> None:
         limit = self.settings.max_jobs_per_user_per_day or None
@@ -510,6 +517,8 @@ class JobEngine:
 
     async def _resume(self, job: Job) -> None:
         self._adopt(job)
+        if job.guild_id is not None:
+            self._learn_user_cap(await self.store.guilds.get(job.guild_id))
         if job.status in (JobState.CREATED, JobState.WAITING):
             if job.cancel_requested:
                 await self._finish(job, JobState.CANCELLED, slot_held=False)

@@ -458,3 +458,25 @@ async def test_a_job_that_ended_at_wiro_while_the_bot_was_down_past_its_deadline
         done = current if current.status.is_final else await finished(events, job.id)
     assert done.status is JobState.SUCCEEDED
     assert wiro.calls["kill"] == 0
+
+
+async def test_a_servers_per_member_limit_applies_and_lifts(
+    make_engine: EngineFactory, wiro: WiroStandIn, store: Store
+) -> None:
+    wiro.hold()
+    engine = await make_engine(max_concurrent_per_user=5)
+    await store.guilds.save(GuildSettings(guild_id=100, max_concurrent_per_user=1))
+    with engine.subscribe() as events:
+        first = await engine.submit(request())
+        await reaches(events, first.id, JobState.QUEUED)
+        second = await engine.submit(request())
+        assert engine.queue_position(second.id) == 1
+
+        await store.guilds.save(GuildSettings(guild_id=100, max_concurrent_per_user=None))
+        third = await engine.submit(request())
+        queued: set[int] = set()
+        async with asyncio.timeout(10):
+            while queued != {second.id, third.id}:
+                event = await events.get()
+                if event.job.status is JobState.QUEUED:
+                    queued.add(event.job.id)
