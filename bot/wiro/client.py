@@ -292,7 +292,11 @@ class WiroClient:
                     raise
                 log.info(
                     "Wiro %s failed (try %d of %d), again in %.2f s: %s",
-                    label, tries, self._retry.attempts, delay, exc,
+                    label,
+                    tries,
+                    self._retry.attempts,
+                    delay,
+                    exc,
                 )
             await self._sleep(delay)
             tries += 1
@@ -405,8 +409,9 @@ class WiroClient:
                 "The Wiro project's balance is too low; an admin must top it up.", **kw
             )
         if status >= 500:
-            return ServerError(f"Wiro is having trouble (HTTP {status}); try again in a minute.",
-                               **kw)
+            return ServerError(
+                f"Wiro is having trouble (HTTP {status}); try again in a minute.", **kw
+            )
         if code == 1 or status == 404:
             said = f" ({message})" if message else ""
             return NotFound(f"Wiro does not know {what}{said}.", **kw)
@@ -418,8 +423,9 @@ class WiroClient:
             if _VALIDATION_TEXT.search(message):
                 return ValidationFailed(f"Wiro refused the inputs: {message}", **kw)
             if _SERVER_TEXT.search(message):
-                return ServerError(f"Wiro is having trouble ({message}); try again in a minute.",
-                                   **kw)
+                return ServerError(
+                    f"Wiro is having trouble ({message}); try again in a minute.", **kw
+                )
         said = message or f"HTTP {status}"
         return WiroAPIError(f"Wiro refused the request: {said}", **kw)
 
