@@ -18,8 +18,8 @@ How it is measured
   delivers them (same payload, same permission and visibility checks), but without
   `slash()`'s wait for the bot to settle after each one: simcord allows one operation at a
   time, and settling after each command would serialise the burst.
-- Acknowledgement: from just before the event is delivered to the moment the bot's first
-  interaction callback (the defer, or an answer) reaches simcord's HTTP router.
+- Acknowledgement: from the moment the event is handed to the bot's gateway to the moment
+  the bot's first interaction callback (the defer, or an answer) reaches simcord's router.
 - Posted: the moment the request carrying the images (the status message's edit into the
   result, or a new channel message) reaches the router, minus the stand-in's `finished_at`
   for the job's task. Both are time.monotonic() (one system-wide clock on Linux).
@@ -74,7 +74,7 @@ from bot.discord_bot import WiroBot
 from bot.jobs.engine import JobEngine
 from bot.jobs.events import EventKind, JobEvent
 from bot.jobs.job import JobState
-from bot.runtime import open_runtime
+from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
 from bot.store import HistoryQuery
 
@@ -94,14 +94,12 @@ class Recorder:
         self.acked: dict[int, float] = {}  # interaction id -> first callback
         self.ack_kind: dict[int, int] = {}  # interaction id -> callback type
         self.files_at: dict[int, float] = {}  # message id -> first request carrying files
-        self.requests = 0
         self._original: Any = None
 
     def install(self) -> None:
         self._original = original = simcord.http.router.dispatch
 
         def dispatch(backend: Any, method: str, path: str, **kwargs: Any) -> Any:
-            self.requests += 1
             result = original(backend, method, path, **kwargs)
             now = REAL_MONOTONIC()
             parts = path.strip("/").split("/")
@@ -122,9 +120,11 @@ class Recorder:
             simcord.http.router.dispatch = self._original
 
 
-def emit_slash(actor: MemberActor, channel: ChannelHandle, name: str, **options: Any) -> int:
+def emit_slash(
+    actor: MemberActor, channel: ChannelHandle, name: str, **options: Any
+) -> tuple[int, float]:
     """Deliver one slash command like `actor.slash()` does, without settling afterwards.
-    Returns the interaction's id."""
+    Returns the interaction's id and when it was handed to the bot's gateway."""
     env = actor._env
     simcord_actors._check_actor_channel(actor, channel)
     root = simcord_actors._resolve_visible_command(
@@ -152,8 +152,9 @@ def emit_slash(actor: MemberActor, channel: ChannelHandle, name: str, **options:
         user_id=actor.id,
         data=data,
     )
+    at = REAL_MONOTONIC()
     env.backend.emit("INTERACTION_CREATE", payload)
-    return int(record.id)
+    return int(record.id), at
 
 
 async def pump_clock(env: simcord.Env, stop: asyncio.Event, lag: list[float]) -> None:
@@ -248,7 +249,7 @@ def watch_delivery(bot: Any) -> dict[int, float]:
 
 async def drive(
     env: simcord.Env,
-    runtime: Any,
+    runtime: Runtime,
     commands: int,
     over: float,
     members: int,
@@ -273,8 +274,7 @@ async def drive(
             wait = due - REAL_MONOTONIC()
             if wait > 0:
                 await asyncio.sleep(wait)
-            at = REAL_MONOTONIC()
-            interaction_id = emit_slash(
+            interaction_id, at = emit_slash(
                 people[n % members], channel, "imagine", prompt=f"bench {n}"
             )
             emitted[interaction_id] = at
