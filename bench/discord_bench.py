@@ -31,17 +31,22 @@ How it is measured
   it ran is printed ("clock pump lag"): mostly the busy event loop, which would delay a real
   timer just the same.
 - simcord answers HTTP in-process and at once, with no rate limits and no network: the
-  figures are the bot's own processing, not Discord's round trips (add those, about 0.1 s
-  for an acknowledgement, to compare with a live bot).
+  figures are the bot's own processing (and simcord's), not Discord's round trips; add those
+  to compare with a live bot.
+- The burst and the clock pump use simcord internals (its actors' and settlement helpers,
+  simcord 3.2.1); a simcord upgrade may need them adjusted.
 
 The status edit interval: the bench runs with discord.status_edit_interval = 1.0 s, not the
 shipped default of 1.5 s (`--status-interval 1.5` for that). A finished job waits for the
-status updater's next tick, about half the interval plus the tick's own work, which is most of
-the bot's share of the posting delay; at 1.5 s that share alone (~0.9 s) leaves too little for
-the engine's polling (0.5-1.3 s p50 here) to meet 1.5 s. 1 s is a sound production value:
-Discord rate-limits webhook routes per webhook id + token, so each interaction's status
-message has its own bucket, interaction webhooks are outside the global 50/s limit, and one
-edit a second per message stays within the per-token limit.
+status updater's next tick, half the interval or more, which is the largest share of the
+posting delay in most runs; with 1.5 s the p50 lands either side of the 1.5 s target depending
+on the engine's polling share (which varies from run to run), with 1 s it has some margin.
+1 s is a sound production value: Discord rate-limits webhook routes per webhook id + token, so
+each interaction's status message has its own bucket, interaction webhooks are outside the
+global 50/s limit, and one edit a second per message stays within the per-token limit.
+
+The machine matters: the bot, simcord and the stand-in share its CPUs, and another busy
+process lengthens every figure (the load average is printed).
 """
 
 from __future__ import annotations
