@@ -1,10 +1,13 @@
 """Keeping each job's Discord message in step with the engine, and posting its result once.
 
-A ticker runs every `status_edit_interval` seconds while any job is followed. Each tick reads
-every followed job's current state from the engine (cheap: live jobs are in memory) and edits
-the messages whose words changed, so a message is edited at most once per interval, the last
-state wins, and the final state is always delivered. When a job has ended its result (or its
-failure) is delivered and `posted_at` stored, so it is posted once, also across restarts.
+A ticker beats several times per `status_edit_interval` while any job is followed. Each beat
+reads the state of every followed job whose message was not edited within the last interval
+(cheap: live jobs are in memory) and edits the messages whose words changed, so a message is
+edited at most once per interval, the last state wins, the final state is always delivered,
+and a result goes out within a beat of the job's end when its message is not rate-limited.
+Beats are counted rather than timed, so the ticker works the same on a virtual clock. When a
+job has ended its result (or its failure) is delivered and `posted_at` stored, so it is
+posted once, also across restarts.
 
 Messages are edited through the interaction's webhook while its token is valid (15 minutes);
 after that, or when the token is refused, through the channel as the bot's own messages, and
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,13 +64,22 @@ class Target:
     ready: bool = True
     shown: str | None = None
     failures: int = 0
+    #: The beat at which the message was last sent or edited.
+    edited_at: int = -(2**31)
+
+
+#: How often the ticker looks, at most: a result waits for at most one beat.
+BEAT = 0.25
 
 
 class StatusUpdater:
     def __init__(self, bot: WiroBot, interval: float) -> None:
         self._bot = bot
         self._targets: dict[int, Target] = {}
-        self._ticker = tasks.loop(seconds=interval)(self._tick)
+        #: Beats per status_edit_interval: a message is edited at most once in that many.
+        self._beats_per_edit = max(1, math.ceil(interval / BEAT - 1e-9))
+        self._beat = 0
+        self._ticker = tasks.loop(seconds=interval / self._beats_per_edit)(self._tick)
         # Channel and guild caches (age restriction, upload limits) are filled at READY.
         self._ticker.before_loop(bot.wait_until_ready)
 
@@ -115,6 +128,7 @@ class StatusUpdater:
         finally:
             target.ready = True
         target.message_id = message.id
+        target.edited_at = self._beat
         target.token = interaction.token
         target.interaction_at = interaction.created_at.timestamp()
         target.shown = words
@@ -135,7 +149,9 @@ class StatusUpdater:
     # -- each tick -----------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        targets = [t for t in self._targets.values() if t.ready]
+        self._beat += 1
+        due = self._beat - self._beats_per_edit
+        targets = [t for t in self._targets.values() if t.ready and t.edited_at <= due]
         if targets:
             await asyncio.gather(*(self._update(t) for t in targets))
         if not self._targets:
@@ -148,6 +164,7 @@ class StatusUpdater:
                 self._targets.pop(target.job_id, None)
                 return
             if job.status.is_final:
+                target.edited_at = self._beat
                 await self._deliver_final(target, job)
                 self._targets.pop(target.job_id, None)
                 return
@@ -156,6 +173,7 @@ class StatusUpdater:
                 embed = render.status_embed(
                     job, self._model(job), position=self._position(job), progress=job.progress
                 )
+                target.edited_at = self._beat
                 if await self._edit_or_gone(target, embed=embed, view=status_view(job.id)):
                     target.shown = words
         except Exception:

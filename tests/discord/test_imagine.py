@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.discord_views.updater import BEAT
 from bot.jobs.job import JobState
 from bot.wiro.types import TaskStatus
 from tests.discord.conftest import Harness
@@ -74,3 +75,16 @@ async def test_the_status_shows_generation_progress_when_wiro_reports_it(
     await h.until(job.id, lambda j: j.progress == 0.6)
     await h.tick()
     assert h.message(result).embeds[0].title == "Generating… 60%"
+
+
+async def test_a_result_is_posted_within_a_beat_of_the_end(harness: Harness) -> None:
+    h = harness
+    result = await h.alice.slash(h.channel, "imagine", prompt="a quick sketch")
+    job = await h.queued(await h.last_job())
+    await h.tick()  # the message was last edited a full interval ago
+    assert job.task_id is not None
+    h.wiro.finish(job.task_id)
+    await h.until(job.id, lambda j: j.status.is_final)
+
+    await h.env.advance_time(BEAT)
+    assert h.message(result).embeds[0].title == "Done"
