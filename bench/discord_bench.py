@@ -2,7 +2,7 @@
 the real WiroBot, with the Wiro stand-in behind it.
 
     python bench/discord_bench.py [--commands 200] [--over 1] [--members 20]
-                                  [--seconds 3] [--jitter 0.5] [--status-interval 1.0]
+                                  [--seconds 3] [--jitter 0.5] [--status-interval 1.5]
 
 Prints the acknowledgement latency (p50, p99), how many jobs finished and were posted, and the
 delay from a task finishing at Wiro to its images being posted (p50, p95), against the targets:
@@ -36,14 +36,9 @@ How it is measured
 - The burst and the clock pump use simcord internals (its actors' and settlement helpers,
   simcord 3.2.1); a simcord upgrade may need them adjusted.
 
-The status edit interval: the bench runs with discord.status_edit_interval = 1.0 s, not the
-shipped default of 1.5 s (`--status-interval 1.5` for that). A finished job waits for the
-status updater's next tick, half the interval or more, which is the largest share of the
-posting delay in most runs; with 1.5 s the p50 lands either side of the 1.5 s target depending
-on the engine's polling share (which varies from run to run), with 1 s it has some margin.
-1 s is a sound production value: Discord rate-limits webhook routes per webhook id + token, so
-each interaction's status message has its own bucket, interaction webhooks are outside the
-global 50/s limit, and one edit a second per message stays within the per-token limit.
+The status edit interval is the shipped default, 1.5 s (`--status-interval` to change it). A
+finished job's result goes out at the status updater's next beat (a quarter second) unless its
+message was edited less than an interval ago.
 
 The machine matters: the bot, simcord and the stand-in share its CPUs, and another busy
 process lengthens every figure (the load average is printed).
@@ -371,7 +366,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="task duration at Wiro")
     parser.add_argument("--jitter", type=float, default=0.5, help="± seconds per task")
     parser.add_argument(
-        "--status-interval", type=float, default=1.0, help="discord.status_edit_interval"
+        "--status-interval", type=float, default=1.5, help="discord.status_edit_interval"
     )
     args = parser.parse_args()
     run: Coroutine[Any, Any, dict[str, Any]] = bench(
