@@ -97,13 +97,25 @@ def run_bot(settings: Settings) -> int:
     return asyncio.run(_run(settings, token))
 
 
-async def _run(settings: Settings, token: str) -> int:
+async def _run(settings: Settings, token: str, bot_class: type[WiroBot] = WiroBot) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(signum, stop.set)
-    async with WiroBot(settings) as bot:
+    try:
+        return await _serve(settings, token, bot_class, stop)
+    finally:
+        for signum in signals:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signum)
+
+
+async def _serve(
+    settings: Settings, token: str, bot_class: type[WiroBot], stop: asyncio.Event
+) -> int:
+    async with bot_class(settings) as bot:
         running = asyncio.create_task(bot.start(token), name="wirobot-discord")
         stopping = asyncio.create_task(stop.wait(), name="wirobot-signal")
         done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
