@@ -10,13 +10,13 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot.catalog.spec import ModelSpec
+from bot.discord_views.catalog import MAX_CHOICES, allowed_model_choices
 from bot.discord_views.launch import requester_of, start_job
 from bot.jobs.engine import JobRequest
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
 
-_MAX_CHOICES = 25
 
 
 class Imagine(commands.Cog):
@@ -82,13 +82,7 @@ class Imagine(commands.Cog):
     async def model_choices(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[Choice[str]]:
-        catalog = self.bot.runtime.catalog
-        allowed: list[str] | None = None
-        if interaction.guild_id is not None:
-            guild = await self.bot.runtime.store.guilds.get(interaction.guild_id)
-            allowed = [m.slug for m in catalog.all() if guild.allows(m.slug)]
-        found = catalog.search(str(current), allowed=allowed, limit=_MAX_CHOICES)
-        return [Choice(name=_model_label(m), value=m.slug) for m in found]
+        return await allowed_model_choices(self.bot.runtime, interaction.guild_id, current)
 
     @imagine.autocomplete("scheduler")
     async def scheduler_choices(
@@ -140,7 +134,7 @@ class Imagine(commands.Cog):
             if needle in shown.casefold() or needle in choice.value.casefold():
                 # An empty value cannot be a Discord choice; its label resolves to it as well.
                 choices.append(Choice(name=shown[:100], value=(choice.value or shown)[:100]))
-        return choices[:_MAX_CHOICES]
+        return choices[:MAX_CHOICES]
 
     async def _size_choices(
         self, interaction: discord.Interaction[Any], option: str, current: int | str
@@ -157,16 +151,7 @@ class Imagine(commands.Cog):
                 continue
             seen.add(value)
             choices.append(Choice(name=f"{value} ({preset.label})", value=value))
-        return choices[:_MAX_CHOICES]
-
-
-def _model_label(model: ModelSpec) -> str:
-    """The choice's name, at most 100 characters: "Portrait+ — SD 1.5 DreamBooth for…"."""
-    description = model.description
-    if "—" in description:
-        description = description.split("—", 1)[1].strip()
-    label = f"{model.display_name} — {description}" if description else model.display_name
-    return label if len(label) <= 100 else label[:99] + "…"
+        return choices[:MAX_CHOICES]
 
 
 async def setup(bot: WiroBot) -> None:

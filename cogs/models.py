@@ -10,7 +10,7 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from bot.catalog.validation import InvalidInput
-from bot.discord_views.catalog import MAX_CHOICES, model_choices, model_embed, models_embed
+from bot.discord_views.catalog import allowed_model_choices, model_embed, models_embed
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
@@ -56,12 +56,7 @@ class Models(commands.Cog):
     async def model_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[Choice[str]]:
-        catalog = self.bot.runtime.catalog
-        allowed: list[str] | None = None
-        if interaction.guild_id is not None:
-            guild = await self.bot.runtime.store.guilds.get(interaction.guild_id)
-            allowed = [m.slug for m in catalog.all() if guild.allows(m.slug)]
-        return model_choices(catalog.search(str(current), allowed=allowed, limit=MAX_CHOICES))
+        return await allowed_model_choices(self.bot.runtime, interaction.guild_id, current)
 
 
 async def setup(bot: WiroBot) -> None:

@@ -12,6 +12,7 @@ from discord.app_commands import Choice
 
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.catalog.validation import describe_allowed, format_number
+from bot.runtime import Runtime
 from bot.store import GuildSettings
 
 #: Discord shows at most 25 autocomplete choices.
@@ -32,6 +33,18 @@ def model_label(model: ModelSpec) -> str:
 
 def model_choices(models: Iterable[ModelSpec]) -> list[Choice[str]]:
     return [Choice(name=model_label(m), value=m.slug) for m in models][:MAX_CHOICES]
+
+
+async def allowed_model_choices(
+    runtime: Runtime, guild_id: int | None, current: str
+) -> list[Choice[str]]:
+    """Autocomplete for a `model` option: the models this server allows matching `current`."""
+    catalog = runtime.catalog
+    allowed: list[str] | None = None
+    if guild_id is not None:
+        guild = await runtime.store.guilds.get(guild_id)
+        allowed = [m.slug for m in catalog.all() if guild.allows(m.slug)]
+    return model_choices(catalog.search(current, allowed=allowed, limit=MAX_CHOICES))
 
 
 def short_description(model: ModelSpec) -> str:
