@@ -8,14 +8,13 @@ reached, or an NSFW-capable model outside an age-restricted channel.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
 from bot.catalog.validation import InvalidInput
-from bot.jobs.engine import JobRefused, JobRequest, LimitReached
+from bot.jobs.engine import JobRefused, JobRequest, LimitReached, Prepared
 from bot.jobs.job import Requester
 
 if TYPE_CHECKING:
@@ -76,14 +75,15 @@ async def start_job(interaction: discord.Interaction[Any], request: JobRequest) 
     done, _ = await asyncio.wait({checking}, timeout=ACK_BUDGET)
     if not done:
         await interaction.response.defer(thinking=True)
-    refusal, slug = await checking
+    refusal, prepared = await checking
     if refusal is not None:
         await _refuse(interaction, refusal)
         return
     if not interaction.response.is_done():
         await interaction.response.defer(thinking=True)
     try:
-        job = await bot.runtime.engine.submit(dataclasses.replace(request, model=slug))
+        assert prepared is not None
+        job = await bot.runtime.engine.submit(prepared)
     except (InvalidInput, JobRefused) as exc:
         await _refuse(interaction, _refusal_words(exc))
         return
@@ -93,8 +93,8 @@ async def start_job(interaction: discord.Interaction[Any], request: JobRequest) 
 
 async def _check(
     bot: WiroBot, interaction: discord.Interaction[Any], request: JobRequest
-) -> tuple[str | None, str | None]:
-    """(why not, in words; None if the job may run) and the model slug it will run with."""
+) -> tuple[str | None, Prepared | None]:
+    """(why not, in words; None if the job may run) and the checked request to submit."""
     missing = missing_permissions(interaction)
     if missing:
         return (
@@ -104,11 +104,11 @@ async def _check(
             None,
         )
     try:
-        slug, _, guild = await bot.runtime.engine.prepare(request)
+        prepared = await bot.runtime.engine.prepare(request)
     except (InvalidInput, JobRefused) as exc:
         return _refusal_words(exc), None
-    model = bot.runtime.catalog.require(slug)
-    allowed_anywhere = guild is not None and guild.nsfw_anywhere
+    model = bot.runtime.catalog.require(prepared.model)
+    allowed_anywhere = prepared.guild is not None and prepared.guild.nsfw_anywhere
     if model.nsfw and not age_restricted(interaction.channel) and not allowed_anywhere:
         return (
             f"{model.display_name} can make adult images, so on this server it runs only in "
@@ -116,7 +116,7 @@ async def _check(
             "to allow it elsewhere.",
             None,
         )
-    return None, slug
+    return None, prepared
 
 
 def _refusal_words(exc: InvalidInput | JobRefused) -> str:

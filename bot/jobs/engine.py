@@ -8,6 +8,7 @@ is submitted twice. The engine emits events and never formats a Discord message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -84,6 +85,16 @@ class JobRequest:
     requester: Requester
     model: str | None = None
     options: dict[str, object] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request checked against its model, the server's settings and limits."""
+
+    request: JobRequest
+    model: str  # the slug it runs with
+    inputs: dict[str, Any]  # every input resolved, seed included
+    guild: GuildSettings | None
 
 
 class JobEngine:
@@ -178,16 +189,11 @@ class JobEngine:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._line.position(job_id)
 
-    def expected_seconds(self, model: str) -> float | None:
-        return self.estimates.get(model)
-
     # -- submitting ----------------------------------------------------------------------------
 
-    async def prepare(
-        self, request: JobRequest
-    ) -> tuple[str, dict[str, Any], GuildSettings | None]:
-        """Check a request without storing anything: (model slug, resolved inputs, guild
-        settings). Raises InvalidInput or LimitReached with a message for the person."""
+    async def prepare(self, request: JobRequest) -> Prepared:
+        """Check a request without storing anything. Raises InvalidInput or LimitReached
+        with a message for the person. `submit` takes the result: nothing is checked twice."""
         guild_id = request.requester.guild_id
         guild = await self.store.guilds.get(guild_id) if guild_id is not None else None
         slug = request.model or (guild.default_model if guild else None) or self.default_model
@@ -206,13 +212,15 @@ class JobEngine:
         given = {"prompt": request.prompt, **request.options}
         inputs = resolve_inputs(model, given, defaults=defaults, caps=caps, rng=self._rng)
         await self._check_daily_limit(request.requester, guild)
-        return model.slug, inputs, guild
+        return Prepared(request, model.slug, inputs, guild)
 
-    async def submit(self, request: JobRequest) -> Job:
-        """Validate, store and queue a job. Raises InvalidInput or JobRefused."""
+    async def submit(self, request: JobRequest | Prepared) -> Job:
+        """Validate (unless already prepared), store and queue a job. Raises InvalidInput or
+        JobRefused."""
         if self._closing:
             raise JobRefused("The bot is shutting down; try again in a minute.")
-        slug, inputs, guild = await self.prepare(request)
+        prepared = request if isinstance(request, Prepared) else await self.prepare(request)
+        slug, inputs, guild = prepared.model, prepared.inputs, prepared.guild
         if guild is not None:
             self._learn_user_cap(guild)
         job = await self.store.jobs.create(
@@ -221,7 +229,7 @@ class JobEngine:
                 prompt=str(inputs["prompt"]),
                 inputs=inputs,
                 seed=int(inputs["seed"]),
-                requester=request.requester,
+                requester=prepared.request.requester,
                 created_at=time.time(),
             )
         )
@@ -283,7 +291,7 @@ class JobEngine:
                 wait = self._wiro_full_until - time.monotonic()
                 if wait > 0:
                     # Wiro said it is full: wait for a slot to free or the back-off to pass.
-                    with _suppress_timeout():
+                    with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(wait):
                             await self._wakeup.wait()
                     self._wakeup.clear()
@@ -653,11 +661,3 @@ def _error_kind(exc: WiroError) -> ErrorKind:
     if isinstance(exc, WiroConnectionError) and exc.reached:
         return ErrorKind.LOST
     return ErrorKind.UNAVAILABLE
-
-
-class _suppress_timeout:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> bool:
-        return exc_type is TimeoutError
