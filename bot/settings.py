@@ -99,8 +99,6 @@ class JobSettings(_Section):
     deadline_seconds: float = Field(default=600, gt=0)
     #: Largest image the bot downloads, in bytes.
     max_download_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
-    #: Polling: the first guess of a model's duration before any job of it finished.
-    expected_seconds: float = Field(default=15, gt=0)
     #: Polling: the densest and sparsest interval between two Task/Detail calls.
     poll_min_interval: float = Field(default=0.4, gt=0)
     poll_max_interval: float = Field(default=10, gt=0)

@@ -150,7 +150,6 @@ class PollingWatcher:
         self._schedule = schedule
         self._rng = rng or random.Random()
         self._max_errors = max_consecutive_errors
-        self.detail_calls = 0
 
     async def watch(self, job: Job, on_update: OnUpdate) -> Task:
         assert job.task_id is not None
@@ -181,7 +180,6 @@ class PollingWatcher:
                 await asyncio.sleep(self._rng.uniform(0, self._schedule.min_interval * 2))
                 continue
             try:
-                self.detail_calls += 1
                 task = await self._client.task_detail(task_id=job.task_id)
             except WiroError as exc:
                 # The client already retried; a retryable error here means Wiro is struggling:
