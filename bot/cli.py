@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.catalog.catalog import Catalog
+from bot.catalog.loader import spec_from_tool_detail
 from bot.catalog.validation import InvalidInput, describe_allowed
 from bot.jobs.engine import JobEngine, JobRefused, JobRequest
 from bot.jobs.events import EventKind, Subscription
@@ -28,6 +29,7 @@ from bot.runtime import build_client, open_runtime
 from bot.settings import ConfigError, Settings, load_settings
 from bot.store import HistoryQuery, Store
 from bot.wiro.exceptions import AuthError, NotFound, WiroError
+from bot.wiro.types import ToolDetail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -266,8 +268,12 @@ async def models(settings: Settings, out: TextIO = sys.stdout) -> int:
         async with await Store.open(settings.database.path) as store:
             for slug in settings.models.extra:
                 cached = await store.tools.get_tool_detail(slug)
-                if cached is None:
-                    print(f"({slug}: not loaded yet; the bot reads it at start)", file=out)
+                try:
+                    if cached is None:
+                        raise ValueError("not read from Wiro yet; the bot reads it at start")
+                    catalog.add(spec_from_tool_detail(ToolDetail.model_validate(cached)))
+                except ValueError as exc:  # pydantic's and the loader's errors included
+                    print(f"({slug}: {exc})", file=out)
     for model in catalog.all():
         marks = " [default]" if model.slug == settings.models.default else ""
         marks += " [NSFW-capable]" if model.nsfw else ""

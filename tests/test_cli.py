@@ -183,3 +183,29 @@ async def test_check_reports_accepted_and_refused_credentials(
     bad = await wirobot(dict(cli_env, WIROBOT_WIRO__API_KEY="wrong-key"), tmp_path, "check")
     assert bad.code == 1 and "refused" in bad.out
     assert "wrong-key" not in bad.out + bad.err
+
+
+async def test_models_lists_extra_models_the_bot_has_read_from_wiro(
+    cli_env: dict[str, str], tmp_path: Path, wiro: WiroStandIn
+) -> None:
+    from bot.catalog.catalog import Catalog
+    from bot.wiro import Credentials, WiroClient
+    from tests.wiro_standin import default_tool_items
+
+    wiro.add_tool("someone/Watercolour-XL", default_tool_items(), title="Watercolour XL")
+    env = dict(cli_env, WIROBOT_MODELS__EXTRA='["someone/Watercolour-XL", "someone/Unread"]')
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        await Store.open(tmp_path / "db" / "wirobot.db") as store,
+    ):
+        client = WiroClient(
+            session, Credentials(wiro.api_key, wiro.api_secret), base_url=wiro.base_url
+        )
+        await Catalog.from_seeds().load_extra(["someone/Watercolour-XL"], client, store.tools)
+
+    result = await wirobot(env, tmp_path, "models")
+    assert result.code == 0
+    assert "someone/Watercolour-XL" in result.out
+    assert "someone/Unread: not read from Wiro yet" in result.out
