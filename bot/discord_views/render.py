@@ -11,6 +11,7 @@ import discord
 from bot.catalog.spec import ModelSpec
 from bot.catalog.validation import format_number
 from bot.jobs.job import ErrorKind, Job, JobState
+from bot.wiro.types import TaskProgress
 
 #: Embed colours by outcome.
 WORKING = discord.Colour.blurple()
@@ -23,7 +24,7 @@ _NOT_LISTED = frozenset({"prompt", "seed", "width", "height"})
 _PROMPT_LIMIT = 1000
 
 
-def state_words(job: Job, position: int | None = None, progress: float | None = None) -> str:
+def state_words(job: Job, position: int | None = None, progress: TaskProgress | None = None) -> str:
     """The job's state as a person would say it: "Waiting for a free slot (position 3)"."""
     if job.status in (JobState.CREATED, JobState.WAITING):
         return (
@@ -37,7 +38,7 @@ def state_words(job: Job, position: int | None = None, progress: float | None = 
         return "Queued at Wiro"
     if job.status is JobState.RUNNING:
         if progress is not None:
-            return f"Generating… {round(progress * 100)}%"
+            return f"Generating… {round(progress.fraction * 100)}%"
         return "Generating…"
     if job.status is JobState.SUCCEEDED:
         return "Done"
@@ -53,7 +54,11 @@ def model_name(job: Job, model: ModelSpec | None) -> str:
 
 
 def status_embed(
-    job: Job, model: ModelSpec | None, *, position: int | None = None, progress: float | None = None
+    job: Job,
+    model: ModelSpec | None,
+    *,
+    position: int | None = None,
+    progress: TaskProgress | None = None,
 ) -> discord.Embed:
     """The live status message of an unfinished job."""
     embed = discord.Embed(title=state_words(job, position, progress), colour=WORKING)

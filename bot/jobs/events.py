@@ -10,6 +10,7 @@ from enum import StrEnum
 from types import TracebackType
 
 from bot.jobs.job import Job
+from bot.wiro.types import TaskProgress
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class EventKind(StrEnum):
 class JobEvent:
     kind: EventKind
     job: Job  # a snapshot: later changes to the job do not show through
-    progress: float | None = None  # 0..1
+    progress: TaskProgress | None = None
 
 
 class Subscription:

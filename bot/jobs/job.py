@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bot.wiro.types import TaskProgress
+
 
 class JobState(StrEnum):
     CREATED = "created"  # stored, not yet admitted
@@ -96,8 +98,8 @@ class Job:
     result_message_id: int | None = None
     posted_at: float | None = None
     outputs: list[Output] = field(default_factory=list)
-    #: Generation progress 0..1 while running, when Wiro tells it (not stored).
-    progress: float | None = None
+    #: Generation progress while running, when Wiro tells it (not stored).
+    progress: TaskProgress | None = None
 
     @property
     def user_id(self) -> int | None:

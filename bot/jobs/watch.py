@@ -26,7 +26,7 @@ from typing import Protocol
 from bot.jobs.job import Job
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import WiroError
-from bot.wiro.types import Task, TaskStatus
+from bot.wiro.types import Task, TaskProgress, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class PollingWatcher:
     async def _watch(self, job: Job, on_update: OnUpdate, submitted: float) -> Task:
         assert job.task_id is not None
         estimates = self._estimates
-        last_seen: tuple[TaskStatus, float | None] | None = None
+        last_seen: tuple[TaskStatus, TaskProgress | None] | None = None
         errors = 0
         first = True
         previous_poll = submitted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -46,7 +47,29 @@ WAITING_STATUSES = frozenset(
 
 
 #: A tqdm-style progress bar as diffusion pipelines print it: " 45%|████▌     | 9/20".
-_PROGRESS = re.compile(r"(\d{1,3})%\|")
+_PROGRESS = re.compile(r"(\d{1,3})%\|[^|\n]*\|\s*(\d+)/(\d+)|(\d{1,3})%\|")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskProgress:
+    """How far a running task is, as far as Wiro tells it."""
+
+    fraction: float  # 0..1
+    step: int | None = None
+    total_steps: int | None = None
+    remaining_seconds: float | None = None
+
+
+def progress_in_text(text: str) -> TaskProgress | None:
+    """The last tqdm bar in a model's output ("45%|####  | 9/20"), if any."""
+    matches = _PROGRESS.findall(text[-2000:])
+    if not matches:
+        return None
+    percent, step, total, bare = matches[-1]
+    fraction = min(int(percent or bare), 100) / 100
+    if step and total:
+        return TaskProgress(fraction, int(step), int(total))
+    return TaskProgress(fraction)
 
 
 def _number(value: Any) -> float:
@@ -119,10 +142,9 @@ class Task(_Payload):
         return [] if v is None else v
 
     @property
-    def progress(self) -> float | None:
-        """0..1 from the last progress bar in the model's output ("45%|####"), if any."""
-        matches = _PROGRESS.findall(self.debugoutput[-2000:])
-        return min(int(matches[-1]), 100) / 100 if matches else None
+    def progress(self) -> TaskProgress | None:
+        """From the last progress bar in the model's output ("45%|####"), if any."""
+        return progress_in_text(self.debugoutput)
 
     @property
     def finished_unix(self) -> float | None:

@@ -72,7 +72,7 @@ async def test_the_status_shows_generation_progress_when_wiro_reports_it(
     assert job.task_id is not None
     h.wiro.advance(job.task_id, TaskStatus.OUTPUT)
     h.wiro.report_progress(job.task_id, 60)
-    await h.until(job.id, lambda j: j.progress == 0.6)
+    await h.until(job.id, lambda j: j.progress is not None and j.progress.fraction == 0.6)
     await h.tick()
     assert h.message(result).embeds[0].title == "Generating… 60%"
 
