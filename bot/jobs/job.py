@@ -100,6 +100,8 @@ class Job:
     outputs: list[Output] = field(default_factory=list)
     #: Generation progress while running, when Wiro tells it (not stored).
     progress: TaskProgress | None = None
+    #: Why a waiting job is not sent yet, in one line for people (not stored).
+    waiting_for: str | None = None
 
     @property
     def user_id(self) -> int | None:

@@ -1,0 +1,109 @@
+"""Admission: check a request against its model, the server's settings and the daily limit.
+
+Nothing is stored here; `JobEngine.submit` stores what `Admission.prepare` accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bot.catalog.catalog import Catalog
+from bot.catalog.validation import InputCaps, InvalidInput, resolve_inputs
+from bot.jobs.job import Requester
+from bot.settings import JobSettings
+from bot.store import GuildSettings, Store
+
+DAY = 86_400.0
+
+
+class JobRefused(Exception):
+    """The job was not accepted; `str()` is a sentence for the person who asked."""
+
+
+class LimitReached(JobRefused):
+    def __init__(self, message: str, *, retry_at: float) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What someone asked for. `options` are snake_case names; None values mean not given."""
+
+    prompt: str
+    requester: Requester
+    model: str | None = None
+    options: dict[str, object] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request checked against its model, the server's settings and limits."""
+
+    request: JobRequest
+    model: str  # the slug it runs with
+    inputs: dict[str, Any]  # every input resolved, seed included
+    guild: GuildSettings | None
+
+
+class Admission:
+    def __init__(
+        self,
+        store: Store,
+        catalog: Catalog,
+        settings: JobSettings,
+        default_model: str,
+        rng: random.Random,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._settings = settings
+        self._default_model = default_model
+        self._rng = rng
+
+    async def prepare(self, request: JobRequest) -> Prepared:
+        """Check a request without storing anything. Raises InvalidInput or LimitReached
+        with a message for the person."""
+        guild_id = request.requester.guild_id
+        guild = await self._store.guilds.get(guild_id) if guild_id is not None else None
+        slug = request.model or (guild.default_model if guild else None) or self._default_model
+        model = self._catalog.require(slug)
+        if guild is not None and not guild.allows(model.slug):
+            allowed = [m.slug for m in self._catalog.all() if guild.allows(m.slug)]
+            raise InvalidInput(
+                "model",
+                f"{model.slug} is turned off on this server. Allowed: {', '.join(allowed)}.",
+                ", ".join(allowed),
+            )
+        defaults = (
+            await self._store.guilds.model_defaults(guild.guild_id, model.slug) if guild else {}
+        )
+        caps = InputCaps(guild.max_samples, guild.max_steps) if guild else None
+        given = {"prompt": request.prompt, **request.options}
+        inputs = resolve_inputs(model, given, defaults=defaults, caps=caps, rng=self._rng)
+        await self._check_daily_limit(request.requester, guild)
+        return Prepared(request, model.slug, inputs, guild)
+
+    async def _check_daily_limit(self, requester: Requester, guild: GuildSettings | None) -> None:
+        limit = self._settings.max_jobs_per_user_per_day or None
+        if guild is not None and guild.max_jobs_per_user_per_day is not None:
+            limit = guild.max_jobs_per_user_per_day
+        if not limit or requester.user_id is None:
+            return
+        since = time.time() - DAY
+        used = await self._store.jobs.count_started_since(
+            user_id=requester.user_id, guild_id=requester.guild_id, since=since
+        )
+        if used >= limit:
+            oldest = await self._store.jobs.oldest_started_since(
+                user_id=requester.user_id, guild_id=requester.guild_id, since=since
+            )
+            retry_at = (oldest or time.time()) + DAY
+            raise LimitReached(
+                f"You have used your {limit} images per day on this server.",
+                retry_at=retry_at,
+            )
