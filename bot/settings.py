@@ -102,6 +102,12 @@ class JobSettings(_Section):
     #: Polling: the densest and sparsest interval between two Task/Detail calls.
     poll_min_interval: float = Field(default=0.4, gt=0)
     poll_max_interval: float = Field(default=10, gt=0)
+    #: Seconds a task may show task_error without ending before the job gives up on it (and
+    #: stops the task at Wiro): Wiro's SDKs treat task_error as a passing state.
+    task_error_grace_seconds: float = Field(default=60, gt=0)
+    #: Seconds a process's claim on a job holds without being renewed; another process on
+    #: the same database takes over a dead process's jobs after it.
+    claim_lease_seconds: float = Field(default=60, ge=1)
 
 
 class LoggingSettings(_Section):

@@ -17,7 +17,13 @@ nobody looks. For deterministic tests, `hold()` keeps new tasks in task_queue un
 or `finish()` moves them.
 
 Endpoint names used by `calls`, `fail_next`: "run", "detail", "cancel", "kill", "tool_detail",
-"cdn".
+"list" (Task/List), "cdn".
+
+Limits and task semantics (see "-- limits and task semantics --" below): `fail_always()` for a
+sustained refusal (e.g. code 96 on every Run, counted in `calls["run"]`), "drop_unseen" (a Run
+lost before Wiro saw it), `hide_new_tasks` ("There is no task yet."), `stop_cost` (the
+`totalcost` a Cancel/Kill answer carries), the outcomes "task_error_then_success" and
+"task_error_hanging", and Task/List.
 """
 
 from __future__ import annotations
@@ -45,17 +51,40 @@ from PIL import Image
 from bot.wiro.auth import sign
 from bot.wiro.types import TERMINAL_STATUSES, WAITING_STATUSES, TaskStatus
 
-ENDPOINTS = frozenset({"run", "detail", "cancel", "kill", "tool_detail", "cdn"})
+ENDPOINTS = frozenset({"run", "detail", "cancel", "kill", "tool_detail", "list", "cdn"})
 FAULTS = frozenset(
-    {"http500", "http502", "http429", "garbage", "http401", "code96", "code97", "drop"}
+    {
+        "http500",
+        "http502",
+        "http429",
+        "garbage",
+        "http401",
+        "http401ip",
+        "code96",
+        "code97",
+        "drop",
+        "drop_unseen",
+    }
 )
-OUTCOMES = frozenset({"success", "failed", "task_error", "stuck", "cdn404"})
+OUTCOMES = frozenset(
+    {
+        "success",
+        "failed",
+        "task_error",
+        "stuck",
+        "cdn404",
+        "task_error_then_success",
+        "task_error_hanging",
+    }
+)
 
 AUTH_NOT_FOUND = "Project authorization is not founded."
 AUTH_NEEDS_SIGNATURE = (
     "Project requires signature authentication. x-signature and x-nonce headers are required."
 )
 AUTH_NOT_VALID = "Project authorization is not valid."
+AUTH_IP_NOT_ALLOWED = "Requested ip 203.0.113.9 is not allowed."
+NO_TASK_YET = "There is no task yet."
 CONCURRENCY_MESSAGE = "Concurrent task limit reached. Please wait for a running task to finish."
 BALANCE_MESSAGE = "Insufficient balance. Please add funds to your project."
 CANNOT_CANCEL = "Task can not be cancelled"
@@ -88,6 +117,10 @@ WORKING = (
     TaskStatus.POSTPROCESS_START,
 )
 _STUCK_AT = WORKING.index(TaskStatus.START)
+#: Outcomes whose walk never reaches a terminal status by itself.
+_NEVER_ENDS = frozenset({"stuck", "task_error_hanging"})
+#: Where "task_error_then_success" shows task_error for a while.
+_PASSING_ERROR = frozenset({TaskStatus.ASSIGN, TaskStatus.START})
 _ERROR_AFTER = WORKING.index(TaskStatus.PREPROCESS_END)
 #: From this status on, a successful task shows its outputs.
 _OUTPUTS_FROM = frozenset(
@@ -168,12 +201,16 @@ class FakeTask:
     _marks: dict[TaskStatus, float] = field(default_factory=dict)
     #: Percent shown as a progress bar in debugoutput while running (set by report_progress).
     progress: int | None = None
+    #: What a Cancel or Kill of this task costs (`totalcost` of the stopped task).
+    stop_cost: float = 0.0
+    #: Task/Detail calls still to answer "There is no task yet.".
+    hidden_for: int = 0
 
     # -- the clock-driven walk --------------------------------------------------------------
 
     def _walk_end(self) -> float | None:
         """When the walk reaches its terminal status (None: held, pinned or stuck)."""
-        if self._walk_from is None or self._pinned is not None or self.outcome == "stuck":
+        if self._walk_from is None or self._pinned is not None or self.outcome in _NEVER_ENDS:
             return None
         return self._walk_from + self.queue_seconds + self.run_seconds
 
@@ -193,6 +230,10 @@ class FakeTask:
             index = min(index, _STUCK_AT)
         elif self.outcome == "task_error":
             index = min(index, _ERROR_AFTER)
+        elif self.outcome == "task_error_hanging" and index > _ERROR_AFTER:
+            return TaskStatus.ERROR  # for good, without ever ending
+        elif self.outcome == "task_error_then_success" and WORKING[index] in _PASSING_ERROR:
+            return TaskStatus.ERROR  # a passing state: the walk goes on
         return WORKING[index]
 
     def _reached(self, status: TaskStatus, now: float) -> float | None:
@@ -340,6 +381,12 @@ class WiroStandIn:
         self._files: dict[str, tuple[bytes, str, bool]] = {}
         self._tools: dict[str, dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
+        #: Faults every call of an endpoint gets until `stop_failing` (see `fail_always`).
+        self._always: dict[str, tuple[str, float | None]] = {}
+        #: Task/Detail answers "There is no task yet." this many times for each new task.
+        self.hide_new_tasks = 0
+        #: `totalcost` of a task stopped by Cancel or Kill (the seeds show it can be non-zero).
+        self.stop_cost = 0.0
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -350,6 +397,7 @@ class WiroStandIn:
         app.router.add_post("/v1/Task/Cancel", self._handle_cancel)
         app.router.add_post("/v1/Task/Kill", self._handle_kill)
         app.router.add_post("/v1/Tool/Detail", self._handle_tool_detail)
+        app.router.add_post("/v1/Task/List", self._handle_list)
         app.router.add_get("/cdn/{path:.+}", self._handle_cdn)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -405,6 +453,49 @@ class WiroStandIn:
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}; one of {sorted(OUTCOMES)}")
         self._outcomes.extend([outcome] * times)
+
+    # -- limits and task semantics -------------------------------------------------------------
+
+    def fail_always(self, endpoint: str, fault: str, *, retry_after: float | None = None) -> None:
+        """Every call of `endpoint` fails with `fault` until `stop_failing` (after any
+        `fail_next` faults): e.g. a Wiro that stays full ("code96") or keeps answering 429."""
+        if endpoint not in ENDPOINTS or fault not in FAULTS:
+            raise ValueError(f"unknown endpoint or fault: {endpoint!r}, {fault!r}")
+        self._always[endpoint] = (fault, retry_after)
+
+    def stop_failing(self, endpoint: str) -> None:
+        self._always.pop(endpoint, None)
+
+    def task_list(self, model: str | None = None) -> list[dict[str, Any]]:
+        """What Task/List answers: the project's tasks, newest first."""
+        tasks = [t for t in self.tasks.values() if model is None or t.slug == model]
+        tasks.sort(key=lambda t: int(t.id), reverse=True)
+        return [self._task_json(t) for t in tasks]
+
+    async def _handle_list(self, request: web.Request) -> web.StreamResponse:
+        fault = self._take_fault("list")
+        if fault is not None:
+            return self._drop(request) if fault[0] == "drop" else self._fault_response(*fault)
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        body, _ = await self._body(request)
+        body = body or {}
+        try:
+            start = int(str(body.get("start", 0)))
+            limit = int(str(body.get("limit", 20)))
+        except ValueError:
+            return self._envelope(0, "start and limit must be numbers")
+        model = body.get("modelName")
+        tasks = self.task_list(str(model) if model else None)
+        return web.json_response(
+            {
+                "result": True,
+                "errors": [],
+                "total": str(len(tasks)),
+                "tasklist": tasks[start : start + limit],
+            }
+        )
 
     def hold(self) -> None:
         """From now on, new tasks stay in task_queue until advance() or finish()."""
@@ -485,7 +576,9 @@ class WiroStandIn:
     def _take_fault(self, endpoint: str) -> tuple[str, float | None] | None:
         self.calls[endpoint] += 1
         queue = self._faults[endpoint]
-        return queue.popleft() if queue else None
+        if queue:
+            return queue.popleft()
+        return self._always.get(endpoint)
 
     def _envelope(self, code: int, message: str, status: int = 200) -> web.Response:
         if self.always_200 and status not in (429, 500, 502):
@@ -525,6 +618,8 @@ class WiroStandIn:
             )
         if fault == "http401":
             return self._envelope(0, AUTH_NOT_VALID, 401)
+        if fault == "http401ip":
+            return self._envelope(0, AUTH_IP_NOT_ALLOWED, 401)
         if fault == "code96":
             return self._envelope(96, CONCURRENCY_MESSAGE)
         if fault == "code97":
@@ -645,6 +740,8 @@ class WiroStandIn:
         )
         if not self._held:
             task._walk_from = now
+        task.hidden_for = self.hide_new_tasks
+        task.stop_cost = self.stop_cost
         self._next_id += 1
         self.tasks[task.id] = task
         self._by_token[task.token] = task
@@ -698,8 +795,12 @@ class WiroStandIn:
         pexit, debugerror, debugoutput, cost = "", "", "", "0"
         if status is TaskStatus.CANCEL:
             pexit = ""
+            cost = f"{task.stop_cost:.12f}"
         elif status is TaskStatus.ERROR:
             debugerror = TASK_ERROR_MESSAGE
+            if task.outcome == "task_error":
+                # The final reading (Wiro's MCP client): it ended, and says when.
+                stamps["endtime"] = unix(task.finished_at)
         elif task.outcome == "failed":
             if status is TaskStatus.POSTPROCESS_END:
                 pexit, debugerror = "1", FAILED_TRACEBACK
@@ -733,6 +834,8 @@ class WiroStandIn:
 
     async def _handle_run(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("run")
+        if fault is not None and fault[0] == "drop_unseen":
+            return self._drop(request)  # lost before Wiro saw it: no task
         if fault is not None and fault[0] != "drop":
             return self._fault_response(*fault)
         denied = self._check_auth(request)
@@ -773,14 +876,19 @@ class WiroStandIn:
         if task is None:
             return self._envelope(1, "Task not found")
         self.detail_calls[task.id] += 1
+        if task.hidden_for > 0:
+            task.hidden_for -= 1
+            return self._envelope(1, NO_TASK_YET)
         return web.json_response(
             {"total": "1", "errors": [], "tasklist": [self._task_json(task)], "result": True}
         )
 
     async def _handle_stop(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         fault = self._take_fault(endpoint)
-        if fault is not None and fault[0] != "drop":
+        if fault is not None and fault[0] not in ("drop", "drop_unseen"):
             return self._fault_response(*fault)
+        if fault is not None and fault[0] == "drop_unseen":
+            return self._drop(request)
         denied = self._check_auth(request)
         if denied is not None:
             return denied
@@ -793,7 +901,9 @@ class WiroStandIn:
         if endpoint == "cancel":
             allowed = status in WAITING_STATUSES
         else:
-            allowed = status not in WAITING_STATUSES and status not in TERMINAL_STATUSES
+            allowed = status not in WAITING_STATUSES and (
+                status not in TERMINAL_STATUSES or task.finished_at is None
+            )
         if not allowed:
             return self._envelope(0, CANNOT_CANCEL if endpoint == "cancel" else CANNOT_KILL)
         task._stop(TaskStatus.CANCEL, now)

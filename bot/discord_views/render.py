@@ -27,6 +27,8 @@ _PROMPT_LIMIT = 1000
 def state_words(job: Job, position: int | None = None, progress: TaskProgress | None = None) -> str:
     """The job's state as a person would say it: "Waiting for a free slot (position 3)"."""
     if job.status in (JobState.CREATED, JobState.WAITING):
+        if job.waiting_for:
+            return f"Waiting: {job.waiting_for}"
         return (
             f"Waiting for a free slot (position {position})"
             if position

@@ -29,9 +29,12 @@ Owner = tuple[int | None, int | None]
 
 
 class JobBook:
-    def __init__(self, store: Store, events: EventBus) -> None:
+    def __init__(self, store: Store, events: EventBus, owner: str, lease_seconds: float) -> None:
         self.store = store
         self.events = events
+        #: This process's name in the store's claims, and how long a claim holds unrenewed.
+        self.owner = owner
+        self.lease_seconds = lease_seconds
         self.jobs: dict[int, Job] = {}  # jobs this engine is handling, by id
         self._locks: dict[int, asyncio.Lock] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}  # submit or follow task per job
@@ -61,6 +64,30 @@ class JobBook:
 
     def publish(self, job: Job, kind: EventKind = EventKind.STATUS) -> None:
         self.events.publish(JobEvent(kind, self.snapshot(job)))
+
+    # -- claims ----------------------------------------------------------------------------
+
+    async def claim(self, job: Job) -> bool:
+        """Take a job for this process in the store (False: another process holds it)."""
+        now = time.time()
+        return await self.store.jobs.claim(
+            job.id, self.owner, now=now, until=now + self.lease_seconds
+        )
+
+    async def claim_run(self, job: Job) -> bool:
+        """Mark a waiting job submitted if this process still holds it: the step before its
+        Run. When another process has it, the job is let go here (it runs there)."""
+        now = time.time()
+        if await self.store.jobs.claim_run(
+            job.id, self.owner, submitted_at=now, until=now + self.lease_seconds
+        ):
+            job.status, job.submitted_at = JobState.SUBMITTED, now
+            self.publish(job)
+            return True
+        log.info("job %s is handled by another process; letting it go", job.id)
+        self.free_slot(job)
+        self.forget(job)
+        return False
 
     # -- slots -----------------------------------------------------------------------------
 

@@ -5,22 +5,30 @@ a module of its own:
 
 - `admission`: a request checked against its model, the server and the daily limit;
 - `dispatch`: the waiting line and our concurrency limits;
-- `submission`: the Run and what Wiro answered;
+- `gate`: when the next Run may go, at Wiro's limits (codes 96 and 97, HTTP 429);
+- `submission`: the claim, the Run and what Wiro answered;
+- `lost_runs`: the task of a Run whose answer was lost;
 - `following`: the task at Wiro until it ends, within the deadline;
 - `cancelling`: Task/Cancel and Task/Kill;
 - `book`: the jobs in hand, their slots, and the one place a job changes.
 
 Every state change is written to the store before it is announced, and before any Wiro call it
-leads to; so a new engine on the same database can pick up where an old one stopped, and no job
-is submitted twice. The engine emits events and never formats a Discord message.
+leads to; so a new engine on the same database can pick up where an old one stopped. Each job
+is claimed by one process (a lease in the store, renewed while it lives), so processes sharing
+a database never run a job twice, and a dead process's jobs are taken over. The engine emits
+events and never formats a Discord message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,7 +39,9 @@ from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
 from bot.jobs.events import EventBus, Subscription
 from bot.jobs.following import Follower
-from bot.jobs.job import ErrorKind, Job, JobState
+from bot.jobs.gate import WiroGate
+from bot.jobs.job import Job, JobState
+from bot.jobs.lost_runs import LostRuns
 from bot.jobs.submission import Submitter
 from bot.jobs.watch import DurationEstimates, PollingWatcher, PollSchedule, TaskWatcher
 from bot.settings import JobSettings
@@ -82,7 +92,9 @@ class JobEngine:
         )
         self._closing = False
         self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")
-        self._book = JobBook(store, self.events)
+        #: This process's name in the store's job claims.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._book = JobBook(store, self.events, self.owner, settings.claim_lease_seconds)
         self._admission = Admission(store, catalog, settings, default_model, self._rng)
         self._dispatcher = Dispatcher(self._book, settings, self._submit)
         self._canceller = Canceller(self._book, client, self._dispatcher.line)
@@ -95,16 +107,19 @@ class JobEngine:
             outputs_dir,
             self._file_writer,
         )
+        self.lost_runs = LostRuns(client, store)
         self._submitter = Submitter(
             self._book,
             client,
             catalog,
             self._dispatcher,
             self._follower,
+            self.lost_runs,
             self.cancel,
             lambda: self._closing,
         )
         self._dispatch_task: asyncio.Task[None] | None = None
+        self._claims_task: asyncio.Task[None] | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -112,16 +127,17 @@ class JobEngine:
         """Learn model durations and resume every unfinished job of the database."""
         for model, seconds in (await self.store.jobs.typical_durations()).items():
             self.estimates.record(model, seconds)
-        for job in await self.store.jobs.unfinished():
-            await self._resume(job)
+        await self._take_over()
         self._dispatch_task = asyncio.create_task(self._dispatcher.run(), name="wirobot-dispatch")
+        self._claims_task = asyncio.create_task(self._keep_claims(), name="wirobot-claims")
 
     async def close(self, *, grace: float = 10.0) -> None:
         """Stop taking jobs. Runs in flight get `grace` seconds to be answered and recorded;
         the rest stays in the database and resumes at the next start."""
         self._closing = True
-        if self._dispatch_task is not None:
-            self._dispatch_task.cancel()
+        background = [t for t in (self._dispatch_task, self._claims_task) if t is not None]
+        for task in background:
+            task.cancel()
         tasks, jobs = self._book.tasks, self._book.jobs
         submitting = [
             task
@@ -132,12 +148,11 @@ class JobEngine:
             await asyncio.wait(submitting, timeout=grace)
         for task in tasks.values():
             task.cancel()
-        await asyncio.gather(
-            *tasks.values(),
-            *([self._dispatch_task] if self._dispatch_task else []),
-            return_exceptions=True,
-        )
+        await asyncio.gather(*tasks.values(), *background, return_exceptions=True)
         tasks.clear()
+        # Another process may take the unfinished jobs at once, without waiting for leases.
+        with contextlib.suppress(Exception):
+            await self.store.jobs.release(self.owner)
         self._file_writer.shutdown(wait=True)
 
     # -- asking --------------------------------------------------------------------------------
@@ -155,6 +170,17 @@ class JobEngine:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._dispatcher.position(job_id)
 
+    @property
+    def gate(self) -> WiroGate:
+        """When the next Run may go, at Wiro's limits (its back-offs can be tuned)."""
+        return self._dispatcher.gate
+
+    @property
+    def submissions_paused(self) -> str | None:
+        """Why every submission waits (Wiro refused a Run for the balance), in one line; None
+        when they go. Events SUBMISSIONS_PAUSED and SUBMISSIONS_RESUMED tell the changes."""
+        return self._dispatcher.gate.paused
+
     # -- submitting ----------------------------------------------------------------------------
 
     async def prepare(self, request: JobRequest) -> Prepared:
@@ -171,6 +197,7 @@ class JobEngine:
         slug, inputs, guild = prepared.model, prepared.inputs, prepared.guild
         if guild is not None:
             self._dispatcher.learn_user_cap(guild)
+        now = time.time()
         job = await self.store.jobs.create(
             NewJob(
                 model=slug,
@@ -178,7 +205,9 @@ class JobEngine:
                 inputs=inputs,
                 seed=int(inputs["seed"]),
                 requester=prepared.request.requester,
-                created_at=time.time(),
+                created_at=now,
+                owner=self.owner,
+                lease_until=now + self.settings.claim_lease_seconds,
             )
         )
         self._book.adopt(job)
@@ -186,15 +215,34 @@ class JobEngine:
         await self._dispatcher.enqueue(job)
         return self._book.snapshot(job)
 
-    async def _submit(self, job: Job) -> None:
-        await self._submitter.submit(job)
+    async def _submit(self, job: Job, probe: bool) -> None:
+        await self._submitter.submit(job, probe)
 
     # -- cancelling ----------------------------------------------------------------------------
 
     async def cancel(self, job_id: int) -> CancelResult:
         return await self._canceller.cancel(job_id)
 
-    # -- resuming ------------------------------------------------------------------------------
+    # -- resuming and claims ------------------------------------------------------------------
+
+    async def _take_over(self) -> None:
+        """Resume every unfinished job of the database that no live process holds."""
+        for job in await self.store.jobs.unclaimed(now=time.time()):
+            if job.id not in self._book.jobs and await self._book.claim(job):
+                await self._resume(job)
+
+    async def _keep_claims(self) -> None:
+        """Renew this process's claims, and take over jobs whose process died."""
+        every = self.settings.claim_lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.store.jobs.renew(
+                    self.owner, until=time.time() + self.settings.claim_lease_seconds
+                )
+                await self._take_over()
+            except Exception:
+                log.exception("renewing job claims failed; trying again in %.0f s", every)
 
     async def _resume(self, job: Job) -> None:
         book = self._book
@@ -208,20 +256,14 @@ class JobEngine:
                 log.info("resuming job %s: waiting for a slot", job.id)
                 await self._dispatcher.enqueue(job)
             return
+        book.hold_slot(job)
         if job.task_id is None:
-            # Run was sent but its answer never stored: it may have created a billed task, so
-            # it is not sent again.
-            book.hold_slot(job)
-            await book.finish(
-                job,
-                JobState.FAILED,
-                kind=ErrorKind.LOST,
-                error="The bot stopped while sending this job to Wiro; it was not sent again "
-                "so that it is not paid for twice.",
-            )
+            # Its Run was sent but the answer never stored: it may have created a billed
+            # task. Find it; never send the Run again.
+            log.info("resuming job %s: looking for the task its Run may have created", job.id)
+            book.spawn(job, self._submitter.recover(job, self._submitter.sent_inputs(job)))
             return
         log.info("resuming job %s: following Wiro task %s", job.id, job.task_id)
-        book.hold_slot(job)
         if job.cancel_requested:
             book.spawn(job, self._cancel_resumed(job))
         else:
@@ -229,5 +271,5 @@ class JobEngine:
 
     async def _cancel_resumed(self, job: Job) -> None:
         result = await self.cancel(job.id)
-        if result.outcome is CancelOutcome.FAILED:
+        if result.outcome in (CancelOutcome.FAILED, CancelOutcome.ALREADY_FINISHED):
             await self._follower.follow(job)

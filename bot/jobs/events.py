@@ -19,6 +19,11 @@ class EventKind(StrEnum):
     STATUS = "status"  # the job's state or Wiro's status changed
     PROGRESS = "progress"  # generation progress, when Wiro tells it
     FINISHED = "finished"  # final: succeeded, failed, cancelled or timed out
+    #: Wiro refused a Run for the project's balance: every submission waits (`detail` says
+    #: why); the job is the one whose Run was refused.
+    SUBMISSIONS_PAUSED = "submissions_paused"
+    #: A Run succeeded again after a pause; the job is the one that went through.
+    SUBMISSIONS_RESUMED = "submissions_resumed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,7 @@ class JobEvent:
     kind: EventKind
     job: Job  # a snapshot: later changes to the job do not show through
     progress: TaskProgress | None = None
+    detail: str | None = None
 
 
 class Subscription:

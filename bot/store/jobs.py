@@ -46,6 +46,9 @@ class NewJob:
     requester: Requester
     created_at: float
     status: JobState = JobState.CREATED
+    #: The process that handles it, and until when its claim holds (see `claim`).
+    owner: str | None = None
+    lease_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class JobRepository:
         r = new.requester
         cursor = await self._conn.execute(
             "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-            " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, created_at, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 r.source,
                 r.guild_id,
@@ -80,6 +83,8 @@ class JobRepository:
                 new.seed,
                 new.status.value,
                 new.created_at,
+                new.owner,
+                new.lease_until,
             ),
         )
         await self._conn.commit()
@@ -115,6 +120,75 @@ class JobRepository:
         )
         await self._conn.commit()
         return cursor.rowcount == 1
+
+    # -- claims: one job, one owner ---------------------------------------------------------
+
+    async def claim(self, job_id: int, owner: str, *, now: float, until: float) -> bool:
+        """Take an unfinished job for `owner` if nobody holds it (or its lease has passed)."""
+        placeholders = ", ".join("?" for _ in _FINAL)
+        cursor = await self._conn.execute(
+            "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
+            f" AND status NOT IN ({placeholders})"
+            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+            (owner, until, job_id, *_FINAL, owner, now),
+        )
+        await self._conn.commit()
+        return cursor.rowcount == 1
+
+    async def claim_run(
+        self, job_id: int, owner: str, *, submitted_at: float, until: float
+    ) -> bool:
+        """Mark a waiting job submitted, only if `owner` still holds it (compare-and-set):
+        the one step before a Run, so no job is ever Run twice."""
+        cursor = await self._conn.execute(
+            "UPDATE jobs SET status = 'submitted', submitted_at = ?, lease_until = ?"
+            " WHERE id = ? AND status = 'waiting' AND owner = ?",
+            (submitted_at, until, job_id, owner),
+        )
+        await self._conn.commit()
+        return cursor.rowcount == 1
+
+    async def renew(self, owner: str, *, until: float) -> None:
+        """Extend the lease of every unfinished job `owner` holds."""
+        placeholders = ", ".join("?" for _ in _FINAL)
+        await self._conn.execute(
+            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN ({placeholders})",
+            (until, owner, *_FINAL),
+        )
+        await self._conn.commit()
+
+    async def release(self, owner: str) -> None:
+        """Give up every unfinished job `owner` holds (a clean shutdown): another process
+        may take them at once."""
+        placeholders = ", ".join("?" for _ in _FINAL)
+        await self._conn.execute(
+            "UPDATE jobs SET owner = NULL, lease_until = NULL"
+            f" WHERE owner = ? AND status NOT IN ({placeholders})",
+            (owner, *_FINAL),
+        )
+        await self._conn.commit()
+
+    async def unclaimed(self, *, now: float) -> list[Job]:
+        """Unfinished jobs nobody holds: never claimed, released, or their lease has passed."""
+        placeholders = ", ".join("?" for _ in _FINAL)
+        async with self._conn.execute(
+            f"SELECT * FROM jobs WHERE status NOT IN ({placeholders})"
+            " AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) ORDER BY id",
+            (*_FINAL, now),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_job(row) for row in rows]
+
+    async def known_task_ids(self, task_ids: Iterable[str]) -> set[str]:
+        """Which of these Wiro task ids already belong to a job."""
+        ids = list(task_ids)
+        if not ids:
+            return set()
+        async with self._conn.execute(
+            f"SELECT task_id FROM jobs WHERE task_id IN ({', '.join('?' for _ in ids)})", ids
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {str(row[0]) for row in rows}
 
     async def get(self, job_id: int) -> Job | None:
         async with self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:

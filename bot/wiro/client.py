@@ -38,6 +38,7 @@ from bot.wiro.exceptions import (
     NotFound,
     RateLimited,
     ServerError,
+    TaskNotFound,
     ValidationFailed,
     WiroAPIError,
     WiroConnectionError,
@@ -146,6 +147,8 @@ class WiroClient:
             total=request_timeout, sock_connect=min(request_timeout, 10.0)
         )
         self._sleep = sleep
+        # After a 429 with Retry-After, no call at all goes before this (loop time).
+        self._quiet_until = 0.0
 
     @property
     def base_url(self) -> str:
@@ -180,13 +183,38 @@ class WiroClient:
             body, what = {"taskid": str(task_id)}, f"task {task_id}"
         else:
             body, what = {"tasktoken": str(task_token)}, "that task"
-        data = await self._call("Task/Detail", body, what=what)
+        try:
+            data = await self._call("Task/Detail", body, what=what)
+        except NotFound as exc:
+            # "There is no task yet.": a task Run just created may not be visible yet.
+            raise TaskNotFound(exc.message, status=exc.status, code=exc.code) from None
         task = self._task_in(data, what)
         if task is None:
             raise InvalidResponse(
                 f"Wiro sent an answer this bot cannot read (no task list for {what})."
             )
         return task
+
+    async def list_tasks(
+        self, *, model: str | None = None, start: int = 0, limit: int = 20
+    ) -> list[Task]:
+        """The project's recent tasks, newest first (Task/List, as Wiro's MCP client uses
+        it; not in the public docs). `model` narrows it to one model's tasks."""
+        body: dict[str, Any] = {
+            "start": str(start),
+            "limit": str(limit),
+            "sort": "id",
+            "order": "DESC",
+        }
+        if model is not None:
+            body.update(type="model", modelName=model)
+        data = await self._call("Task/List", body, what="the project's tasks")
+        tasklist = data.get("tasklist")
+        if tasklist is None:
+            return []
+        if not isinstance(tasklist, list):
+            raise InvalidResponse("Wiro sent an answer this bot cannot read (Task/List).")
+        return [self._model(Task, item, what="Task/List") for item in tasklist]
 
     async def cancel_task(self, task_id: str) -> Task:
         """Cancel a task that is still waiting (Task/Cancel); see `kill_task` for running ones."""
@@ -287,6 +315,7 @@ class WiroClient:
             try:
                 return await attempt()
             except WiroError as exc:
+                limited = isinstance(exc, RateLimited)
                 delay = self._retry_delay(exc, tries, idempotent=idempotent)
                 if delay is None:
                     raise
@@ -299,6 +328,9 @@ class WiroClient:
                     exc,
                 )
             await self._sleep(delay)
+            if limited:
+                # This call waited out the pause itself; it need not wait again below.
+                self._quiet_until = min(self._quiet_until, asyncio.get_running_loop().time())
             tries += 1
 
     def _retry_delay(self, exc: WiroError, tries: int, *, idempotent: bool) -> float | None:
@@ -323,6 +355,11 @@ class WiroClient:
     async def _post(self, path: str, payload: str, *, what: str) -> dict[str, Any]:
         """One POST: raises the matching `WiroError`, or returns the answer's JSON object."""
         url = f"{self._base_url}/{path}"
+        quiet = self._quiet_until - asyncio.get_running_loop().time()
+        if quiet > 0:
+            # Wiro asked for a pause (429 Retry-After): it holds for every call, not just
+            # the one that was told.
+            await self._sleep(quiet)
         headers = self._credentials.headers()
         headers["Content-Type"] = "application/json"
         try:
@@ -355,6 +392,11 @@ class WiroClient:
         self, status: int, raw: bytes, retry_after: float | None, *, what: str
     ) -> dict[str, Any]:
         if status == 429:
+            if retry_after is not None:
+                until = asyncio.get_running_loop().time() + min(
+                    retry_after, self._retry.max_retry_after
+                )
+                self._quiet_until = max(self._quiet_until, until)
             wait = (
                 f"try again in {math.ceil(retry_after)} seconds"
                 if retry_after is not None
@@ -398,8 +440,7 @@ class WiroClient:
     ) -> WiroError:
         kw: dict[str, int | None] = {"status": status, "code": code}
         if status in (401, 403) or code in (98, 99) or _AUTH_TEXT.search(message):
-            said = f": {message}" if message else f" (HTTP {status})."
-            return AuthError(f"Wiro refused the API key{said}", **kw)
+            return AuthError(_auth_words(status, code, message), **kw)
         if code == 96:
             return ConcurrencyLimit(
                 "The Wiro project is already running as many tasks as its balance allows.", **kw
@@ -428,6 +469,36 @@ class WiroClient:
                 )
         said = message or f"HTTP {status}"
         return WiroAPIError(f"Wiro refused the request: {said}", **kw)
+
+
+def _auth_words(status: int, code: int | None, message: str) -> str:
+    """What is actually wrong with the credentials, from Wiro's 401 texts."""
+    said = f" (Wiro said: {message.rstrip('.')})" if message else f" (HTTP {status})"
+    lowered = message.lower()
+    if "not founded" in lowered or "not found" in lowered:
+        what = "Wiro does not know this API key: check wiro.api_key"
+    elif "requires signature" in lowered or "x-signature and x-nonce" in lowered:
+        what = (
+            "This Wiro project needs signature authentication: set wiro.api_secret to the "
+            "project's API secret"
+        )
+    elif "not valid" in lowered:
+        what = (
+            "Wiro refused the signature: the API secret does not match the key "
+            "(check wiro.api_secret)"
+        )
+    elif "ip" in lowered and "not allowed" in lowered:
+        what = (
+            "Wiro does not accept calls from this machine's IP address: allow it in the "
+            "Wiro project's settings"
+        )
+    elif code == 98:
+        what = "Wiro asks for a sign-in this bot cannot give: use a project API key"
+    elif code == 99:
+        what = "Wiro refused the bearer token: use a project API key"
+    else:
+        what = "Wiro refused the API key"
+    return f"{what}{said}."
 
 
 def _host(url: str) -> str:

@@ -42,6 +42,13 @@ class NotFound(WiroAPIError):
     """The model or task does not exist (code 1, HTTP 404)."""
 
 
+class TaskNotFound(NotFound):
+    """Task/Detail does not know the task ("There is no task yet."). For a task id that Run
+    returned this is passing: Wiro may not show a new task at once, so it is worth a retry."""
+
+    retryable = True
+
+
 class ValidationFailed(WiroAPIError):
     """Wiro refused the inputs (code 0 with a validation message)."""
 

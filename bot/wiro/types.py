@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+log = logging.getLogger(__name__)
 
 
 class TaskStatus(StrEnum):
@@ -32,7 +36,8 @@ class TaskStatus(StrEnum):
         return cls.UNKNOWN
 
 
-#: Statuses after which a task never changes again (in Task/Detail).
+#: Statuses that can end a task. task_postprocess_end and task_cancel always do; task_error
+#: only once the task has ended (see `Task.is_terminal`): Wiro's SDKs read it as not final.
 TERMINAL_STATUSES = frozenset({TaskStatus.POSTPROCESS_END, TaskStatus.CANCEL, TaskStatus.ERROR})
 
 #: Statuses in which a task has not reached a worker: Task/Cancel applies, not Task/Kill.
@@ -108,6 +113,8 @@ class Task(_Payload):
     elapsedseconds: float = 0.0
     totalcost: float = 0.0
     outputs: list[TaskOutput] = Field(default_factory=list)
+    #: The inputs the task was run with, as Wiro echoes them (Task/List, Task/Detail).
+    parameters: dict[str, Any] = Field(default_factory=dict)
     createtime: float = 0.0
     starttime: float = 0.0
     endtime: float = 0.0
@@ -136,10 +143,40 @@ class Task(_Payload):
     def _num(cls, v: Any) -> float:
         return _number(v)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _output_key(cls, data: Any) -> Any:
+        # Some answers name the list `output`.
+        if isinstance(data, dict) and not data.get("outputs") and data.get("output"):
+            return {**data, "outputs": data["output"]}
+        return data
+
     @field_validator("outputs", mode="before")
     @classmethod
     def _outputs(cls, v: Any) -> Any:
-        return [] if v is None else v
+        if v is None or v == "":
+            return []
+        if isinstance(v, dict):
+            v = [v]
+        if not isinstance(v, list):
+            return []
+        kept = []
+        for item in v:
+            if isinstance(item, dict) and item.get("url"):
+                kept.append(item)
+            else:
+                log.warning("skipping a task output without a url: %r", item)
+        return kept
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _parameters(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v)
+            except ValueError:
+                return {}
+        return v if isinstance(v, dict) else {}
 
     @property
     def progress(self) -> TaskProgress | None:
@@ -152,7 +189,17 @@ class Task(_Payload):
         return self.postprocessendtime or self.endtime or None
 
     @property
+    def has_ended(self) -> bool:
+        """Wiro shows an end: an end time, or a non-zero exit code."""
+        return bool(self.finished_unix) or self.pexit.strip() not in ("", "0")
+
+    @property
     def is_terminal(self) -> bool:
+        """The task will not change again. task_error counts only once the task has ended:
+        before that it may be a passing state (Wiro's docs and SDKs), and the task may still
+        be running, and billing."""
+        if self.status is TaskStatus.ERROR:
+            return self.has_ended
         return self.status in TERMINAL_STATUSES
 
     @property
@@ -163,7 +210,7 @@ class Task(_Payload):
     @property
     def failed(self) -> bool:
         if self.status is TaskStatus.ERROR:
-            return True
+            return self.has_ended
         return self.status is TaskStatus.POSTPROCESS_END and not self.succeeded
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.jobs.gate import Backoff
 from bot.jobs.job import JobState
 from tests.discord.conftest import Harness
 
@@ -153,17 +154,23 @@ async def test_a_failed_task_shows_wiros_reason(harness: Harness) -> None:
     assert h.message(result).attachments == []
 
 
-async def test_insufficient_balance_tells_the_admins_to_top_up(harness: Harness) -> None:
+async def test_a_low_balance_keeps_the_job_waiting_and_says_why(harness: Harness) -> None:
     h = harness
-    h.wiro.fail_next("run", "code97")
+    h.runtime.engine.gate.balance_backoff = Backoff(0.05, 0.1)
+    h.wiro.fail_always("run", "code97")
     result = await h.alice.slash(h.channel, "imagine", prompt="a ship")
     job = await h.last_job()
-    await h.settle_final(job)
+    await h.until(job.id, lambda j: j.waiting_for is not None)
+    assert h.runtime.engine.submissions_paused is not None
+    await h.tick()
+    title = h.message(result).embeds[0].title or ""
+    assert title.startswith("Waiting: Wiro's balance for this project is too low")
 
-    embed = h.message(result).embeds[0]
-    assert embed.title == "Failed"
-    assert "the Wiro project's balance is too low" in (embed.description or "")
-    assert "Server admins:** top up the Wiro project's balance" in (embed.description or "")
+    # Topped up: the next probe goes through and the job carries on by itself.
+    h.wiro.stop_failing("run")
+    done = await h.finish(job)
+    assert done.status is JobState.SUCCEEDED
+    assert h.runtime.engine.submissions_paused is None
 
 
 async def test_a_job_past_its_deadline_says_it_timed_out(harness: Harness) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bot.catalog.catalog import Catalog
+from bot.jobs import lost_runs
 from bot.jobs.engine import JobEngine, JobRequest
 from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import Job, JobState, Requester
@@ -42,6 +43,12 @@ def request(
     model = options.pop("model", MODEL)
     assert model is None or isinstance(model, str)
     return JobRequest(prompt=prompt, requester=who, model=model, options=dict(options))
+
+
+@pytest.fixture(autouse=True)
+def quick_lost_run_looks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Look for a lost Run's task at once and once more, not over seconds."""
+    monkeypatch.setattr(lost_runs, "LOOKS", (0.0, 0.02))
 
 
 @pytest.fixture

@@ -224,11 +224,11 @@ def test_parse_retry_after() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "secret", "message"),
+    ("key", "secret", "message", "words"),
     [
-        ("KEY-sekrit-wrong", SECRET, AUTH_NOT_FOUND),
-        (KEY, None, AUTH_NEEDS_SIGNATURE),
-        (KEY, "SECRET-sekrit-wrong", AUTH_NOT_VALID),
+        ("KEY-sekrit-wrong", SECRET, AUTH_NOT_FOUND, "Wiro does not know this API key"),
+        (KEY, None, AUTH_NEEDS_SIGNATURE, "needs signature authentication: set wiro.api_secret"),
+        (KEY, "SECRET-sekrit-wrong", AUTH_NOT_VALID, "the API secret does not match the key"),
     ],
 )
 @pytest.mark.parametrize("always_200", [False, True])
@@ -237,6 +237,7 @@ async def test_each_401_message_is_an_auth_error(
     key: str,
     secret: str | None,
     message: str,
+    words: str,
     always_200: bool,
 ) -> None:
     async with WiroStandIn(api_key=KEY, api_secret=SECRET, always_200=always_200) as server:
@@ -246,7 +247,9 @@ async def test_each_401_message_is_an_auth_error(
         )
         with pytest.raises(AuthError) as caught:
             await client.task_detail(task_id="1")
-        assert str(caught.value) == f"Wiro refused the API key: {message}"
+        # It says what is actually wrong, and quotes Wiro.
+        assert words in str(caught.value)
+        assert f"Wiro said: {message.rstrip('.')}" in str(caught.value)
         assert caught.value.status == (200 if always_200 else 401)
         assert server.calls["detail"] == 1  # never retried
         assert server.auth_failures == {message: 1}
