@@ -24,10 +24,17 @@ from typing import Any
 from bot.catalog.catalog import Catalog
 from bot.catalog.validation import InputCaps, InvalidInput, resolve_inputs, to_wire
 from bot.jobs.events import EventBus, EventKind, JobEvent, Subscription
+from bot.jobs.follow import SocketWatcher
 from bot.jobs.job import ErrorKind, Job, JobState, Output, Requester
 from bot.jobs.outputs import save_outputs
 from bot.jobs.waiting_line import WaitingLine
-from bot.jobs.watch import DurationEstimates, PollingWatcher, PollSchedule, TaskWatcher
+from bot.jobs.watch import (
+    DetailRateLimit,
+    DurationEstimates,
+    PollingWatcher,
+    PollSchedule,
+    TaskWatcher,
+)
 from bot.settings import JobSettings
 from bot.store import GuildSettings, NewJob, Store
 from bot.wiro.client import WiroClient
@@ -41,6 +48,7 @@ from bot.wiro.exceptions import (
     WiroConnectionError,
     WiroError,
 )
+from bot.wiro.socket import WiroSocket
 from bot.wiro.types import WAITING_STATUSES, Task, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,7 @@ class JobEngine:
         outputs_dir: Path,
         default_model: str,
         watcher: TaskWatcher | None = None,
+        socket: WiroSocket | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
@@ -120,11 +129,20 @@ class JobEngine:
         self.events = EventBus()
         self.estimates = DurationEstimates()
         self._rng = rng or random.Random()
-        self._watcher: TaskWatcher = watcher or PollingWatcher(
+        polling = PollingWatcher(
             client,
             self.estimates,
-            PollSchedule(settings.poll_min_interval, settings.poll_max_interval),
+            PollSchedule(
+                settings.poll_min_interval,
+                settings.poll_max_interval,
+                discovery_rate=settings.detail_calls_per_second,
+            ),
+            rate_limit=DetailRateLimit(settings.detail_calls_per_second),
             rng=self._rng,
+        )
+        # The socket first when there is one; polling is its fallback.
+        self._watcher: TaskWatcher = watcher or (
+            SocketWatcher(socket, polling) if socket is not None else polling
         )
         self._jobs: dict[int, Job] = {}  # jobs this engine is handling, by id
         self._locks: dict[int, asyncio.Lock] = {}
