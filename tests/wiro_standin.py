@@ -1061,6 +1061,7 @@ class SocketSide:
         lines = progress_lines(_steps(task))
         sent_index = -1  # in _SOCKET_ORDER
         sent_lines = 0
+        reported: int | None = None
         try:
             while True:
                 now = time.monotonic()
@@ -1084,7 +1085,8 @@ class SocketSide:
                         await self._spoil(ws, request, fault)
                         if fault in ("drop", "stall"):
                             return
-                    if _SOCKET_ORDER[sent_index] is TaskStatus.OUTPUT_FULL:
+                    walking = self._output_phase(task) is not None
+                    if _SOCKET_ORDER[sent_index] is TaskStatus.OUTPUT_FULL and walking:
                         # Any progress lines not sent yet come before output_full.
                         for kind, message in lines[sent_lines:]:
                             await self._send(ws, task, kind, message)
@@ -1094,6 +1096,12 @@ class SocketSide:
                     for kind, message in lines[sent_lines:due]:
                         await self._send(ws, task, kind, message)
                     sent_lines = max(sent_lines, due)
+                if task.progress is not None and task.progress != reported and sent_index >= 0:
+                    # Progress set by hand (report_progress) is printed as a tqdm bar.
+                    reported = task.progress
+                    bar = "#" * (reported // 10)
+                    line = f"{reported:3d}%|{bar:<10}| {reported}/100"
+                    await self._send(ws, task, "task_output", line)
                 if status in TERMINAL_STATUSES:
                     await self._end(ws, task, status)
                     return
@@ -1147,7 +1155,7 @@ class SocketSide:
     def _lines_due(self, task: FakeTask, now: float, count: int) -> int:
         phase = self._output_phase(task)
         if phase is None:
-            return count  # pinned in task_output by hand: all at once
+            return 0  # moved by hand: only progress set by hand is told
         start, length = phase
         return min(count, int((now - start) / (length / (count + 1))) + 1)
 
