@@ -56,7 +56,9 @@ class SocketWatcher:
         if view.ended_ok:
             self._polling.learn(job, time.time() - submitted, predicted)
         try:
-            task = await self._polling.detail(job)
+            # Not held back by the polling cap: it is the one call this job needs, and when a
+            # thousand jobs end together a queue behind the cap would delay every result.
+            task = await self._polling.detail(job, capped=False)
         except WiroError as exc:
             if not exc.retryable:
                 raise

@@ -288,10 +288,10 @@ class PollingWatcher:
         finally:
             self._estimates.crowd[job.model] -= 1
 
-    async def detail(self, job: Job) -> Task:
-        """One Task/Detail within the shared rate cap."""
+    async def detail(self, job: Job, *, capped: bool = True) -> Task:
+        """One Task/Detail, within the shared rate cap unless `capped` is False."""
         assert job.task_id is not None
-        if self._limit is not None:
+        if capped and self._limit is not None:
             await self._limit.acquire()
         return await self._client.task_detail(task_id=job.task_id)
 
