@@ -15,6 +15,7 @@ from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.wiro.auth import Credentials
 from bot.wiro.client import WiroClient
+from bot.wiro.socket import WiroSocket
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,17 @@ class Runtime:
     catalog: Catalog
     client: WiroClient
     engine: JobEngine
+
+
+def build_socket(settings: Settings) -> WiroSocket | None:
+    """Wiro's socket for live progress, or None when `wiro.socket_url` is empty."""
+    if not settings.wiro.socket_url:
+        return None
+    return WiroSocket(
+        settings.wiro.socket_url,
+        connect_timeout=settings.wiro.request_timeout,
+        idle_timeout=settings.wiro.socket_idle_timeout,
+    )
 
 
 def build_client(settings: Settings, session: aiohttp.ClientSession) -> WiroClient:
@@ -62,8 +74,12 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
                 f"setting models.default (WIROBOT_MODELS__DEFAULT): unknown model "
                 f"'{settings.models.default}'; known: {', '.join(m.slug for m in catalog.all())}"
             )
+        socket = build_socket(settings)
+        if socket is not None:
+            stack.push_async_callback(socket.close)
         engine = JobEngine(
             client=client,
+            socket=socket,
             store=store,
             catalog=catalog,
             settings=settings.jobs,

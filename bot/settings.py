@@ -48,6 +48,10 @@ class WiroSettings(_Section):
     api_secret: SecretStr | None = None
     base_url: str = "https://api.wiro.ai/v1"
     request_timeout: float = Field(default=30.0, gt=0, le=300)
+    #: Wiro's WebSocket for live progress; empty turns it off (polling only).
+    socket_url: str = "wss://socket.wiro.ai/v1"
+    #: Seconds the socket may stay silent before a job falls back to polling.
+    socket_idle_timeout: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("api_key", "api_secret", mode="before")
     @classmethod
@@ -60,6 +64,14 @@ class WiroSettings(_Section):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @field_validator("socket_url")
+    @classmethod
+    def _ws_url(cls, v: str) -> str:
+        v = v.strip()
+        if v and not v.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://, or be empty to turn it off")
+        return v
 
 
 class DatabaseSettings(_Section):
@@ -99,8 +111,8 @@ class JobSettings(_Section):
     deadline_seconds: float = Field(default=600, gt=0)
     #: Largest image the bot downloads, in bytes.
     max_download_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
-    #: Polling: the densest and sparsest interval between two Task/Detail calls.
-    poll_min_interval: float = Field(default=0.4, gt=0)
+    #: Polling: the densest and sparsest interval between two Task/Detail calls of one task.
+    poll_min_interval: float = Field(default=1.0, gt=0)
     poll_max_interval: float = Field(default=10, gt=0)
     #: Seconds a task may show task_error without ending before the job gives up on it (and
     #: stops the task at Wiro): Wiro's SDKs treat task_error as a passing state.
@@ -108,6 +120,8 @@ class JobSettings(_Section):
     #: Seconds a process's claim on a job holds without being renewed; another process on
     #: the same database takes over a dead process's jobs after it.
     claim_lease_seconds: float = Field(default=60, ge=1)
+    #: Task/Detail calls per second over all tasks, at most (bursts up to as many).
+    detail_calls_per_second: float = Field(default=10, gt=0, le=1000)
 
 
 class LoggingSettings(_Section):

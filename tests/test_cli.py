@@ -32,6 +32,7 @@ def cli_env(tmp_path: Path, wiro: WiroStandIn) -> dict[str, str]:
         WIROBOT_WIRO__API_KEY=wiro.api_key,
         WIROBOT_WIRO__API_SECRET=wiro.api_secret or "",
         WIROBOT_WIRO__BASE_URL=wiro.base_url,
+        WIROBOT_WIRO__SOCKET_URL=wiro.socket_url,
         WIROBOT_DATABASE__PATH=str(tmp_path / "db" / "wirobot.db"),
         WIROBOT_JOBS__POLL_MIN_INTERVAL="0.02",
         WIROBOT_JOBS__POLL_MAX_INTERVAL="0.1",

@@ -16,7 +16,12 @@ EXTRA = "someone/Watercolour-XL"
 def settings_for(wiro: WiroStandIn, tmp_path: Path, **models: object) -> Settings:
     return load_settings(
         None,
-        wiro={"api_key": wiro.api_key, "api_secret": wiro.api_secret, "base_url": wiro.base_url},
+        wiro={
+            "api_key": wiro.api_key,
+            "api_secret": wiro.api_secret,
+            "base_url": wiro.base_url,
+            "socket_url": wiro.socket_url,
+        },
         database={"path": tmp_path / "db" / "wirobot.db"},
         models=models,
     )

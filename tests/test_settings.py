@@ -105,3 +105,22 @@ def test_missing_credentials_name_their_variable() -> None:
         settings.require_wiro_key()
     with pytest.raises(ConfigError, match="WIROBOT_DISCORD__TOKEN"):
         settings.require_discord_token()
+
+
+def test_the_socket_is_on_by_default_and_an_empty_url_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings(None).wiro.socket_url == "wss://socket.wiro.ai/v1"
+    monkeypatch.setenv("WIROBOT_WIRO__SOCKET_URL", "")
+    assert load_settings(None).wiro.socket_url == ""
+
+
+def test_a_socket_url_that_is_not_a_websocket_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIROBOT_WIRO__SOCKET_URL", "https://socket.wiro.ai/v1")
+    with pytest.raises(ConfigError, match=r"wiro\.socket_url \(WIROBOT_WIRO__SOCKET_URL\)"):
+        load_settings(None)
+
+
+def test_the_detail_rate_cap_defaults_to_ten_a_second() -> None:
+    assert load_settings(None).jobs.detail_calls_per_second == 10
+    assert load_settings(None).jobs.poll_min_interval >= 1.0

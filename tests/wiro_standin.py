@@ -28,6 +28,7 @@ lost before Wiro saw it), `hide_new_tasks` ("There is no task yet."), `stop_cost
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import email.parser
 import email.policy
@@ -387,6 +388,9 @@ class WiroStandIn:
         self.hide_new_tasks = 0
         #: `totalcost` of a task stopped by Cancel or Kill (the seeds show it can be non-zero).
         self.stop_cost = 0.0
+        #: Wiro's WebSocket (see the section "The socket" below); `socket_url` once started.
+        self.socket = SocketSide(self)
+        self.socket_url = ""
 
     # -- life ---------------------------------------------------------------------------------
 
@@ -399,6 +403,7 @@ class WiroStandIn:
         app.router.add_post("/v1/Tool/Detail", self._handle_tool_detail)
         app.router.add_post("/v1/Task/List", self._handle_list)
         app.router.add_get("/cdn/{path:.+}", self._handle_cdn)
+        app.router.add_get("/socket", self.socket.handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=4096)
@@ -406,6 +411,7 @@ class WiroStandIn:
         port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self.cdn_url = f"http://127.0.0.1:{port}/cdn"
+        self.socket_url = f"ws://127.0.0.1:{port}/socket"
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -1027,3 +1033,264 @@ def default_tool_items() -> list[dict[str, Any]]:
             "options": [{"value": "512", "label": "512"}, {"value": "1024", "label": "1024"}],
         },
     ]
+
+
+# -- The socket ---------------------------------------------------------------------------------
+#
+# Wiro's WebSocket as shared/wiro-api.md describes it: the client sends
+# {"type": "task_info", "tasktoken": ...}; the server then sends one message per life-cycle
+# status, {"type", "id", "tasktoken", "message", "result"}, as the task reaches it, task_output
+# lines while it works (progress as a progressGenerate object, the same object as a JSON string
+# with string numbers, "Step n/N" lines and a tqdm bar), task_error lines (stderr warnings, not
+# failures), and ends with task_postprocess_end (its message the outputs array; empty when the
+# task failed) or task_cancel. One connection may register several tasks; each message names its
+# task by `tasktoken`.
+
+SOCKET_FAULTS = frozenset({"refuse", "drop", "stall", "garble"})
+
+#: The statuses a socket announces, in order (task_error is not among them: it is a line).
+_SOCKET_ORDER = (TaskStatus.QUEUE, *WORKING)
+#: A stderr line many models print while working normally.
+STDERR_WARNING = "UserWarning: the default value of `upcast_attention` will change"
+GARBAGE_FRAME = "<html><body>502 Bad Gateway</body></html>"
+
+
+def progress_lines(total_steps: int = 20) -> list[tuple[str, Any]]:
+    """The (type, message) lines a working task writes, in order: every shape of progress."""
+    quarter, half, three = total_steps // 4, total_steps // 2, 3 * total_steps // 4
+    as_string = json.dumps(
+        {
+            "type": "progressGenerate",
+            "percentage": "25",
+            "stepCurrent": str(quarter),
+            "stepTotal": str(total_steps),
+            "speed": "1.84",
+            "speedType": "it/s",
+            "elapsedTime": "00:03",
+            "remainingTime": "00:09",
+        }
+    )
+    return [
+        ("task_output", "Loading pipeline components..."),
+        ("task_output", as_string),
+        ("task_error", STDERR_WARNING),
+        (
+            "task_output",
+            {
+                "type": "progressGenerate",
+                "percentage": 50,
+                "stepCurrent": half,
+                "stepTotal": total_steps,
+                "speed": 1.9,
+                "speedType": "it/s",
+                "elapsedTime": "00:06",
+                "remainingTime": "00:06",
+            },
+        ),
+        ("task_output", f"Step {three}/{total_steps}"),
+        ("task_output", f"100%|##########| {total_steps}/{total_steps}"),
+    ]
+
+
+class SocketSide:
+    """The stand-in's WebSocket endpoint, with faults and counters.
+
+    `fail_next(fault, times=1)` spoils the next connections: "refuse" (HTTP 503 instead of the
+    upgrade), "drop" (the connection is cut after the first message), "stall" (silence after
+    the first message, the connection left open), "garble" (a frame that is not JSON after the
+    first message, then the task's messages as usual).
+    """
+
+    #: Longest sleep between two looks at a task (hand-driven tasks change at any time).
+    tick = 0.02
+
+    def __init__(self, wiro: WiroStandIn) -> None:
+        self._wiro = wiro
+        self._faults: collections.deque[str] = collections.deque()
+        #: Connections accepted (upgraded), refused, open now, and most open at once.
+        self.connections = 0
+        self.refused = 0
+        self.open = 0
+        self.peak_open = 0
+        #: Registrations (task_info) per task id.
+        self.registrations: collections.Counter[str] = collections.Counter()
+        #: Task ids whose ending message was sent, in order.
+        self.ended: list[str] = []
+
+    def fail_next(self, fault: str, *, times: int = 1) -> None:
+        if fault not in SOCKET_FAULTS:
+            raise ValueError(f"unknown socket fault {fault!r}; one of {sorted(SOCKET_FAULTS)}")
+        self._faults.extend([fault] * times)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        fault = self._faults.popleft() if self._faults else None
+        if fault == "refuse":
+            self.refused += 1
+            raise web.HTTPServiceUnavailable()
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.connections += 1
+        self.open += 1
+        self.peak_open = max(self.peak_open, self.open)
+        streams: list[asyncio.Task[None]] = []
+        try:
+            async for frame in ws:
+                if frame.type is not web.WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(frame.data)
+                except ValueError:
+                    continue
+                if not isinstance(data, dict) or data.get("type") != "task_info":
+                    continue
+                task = self._wiro._by_token.get(str(data.get("tasktoken", "")))
+                if task is None:
+                    await ws.send_json(
+                        {
+                            "type": "task_info",
+                            "id": "",
+                            "tasktoken": data.get("tasktoken"),
+                            "message": "Task not found",
+                            "result": False,
+                        }
+                    )
+                    continue
+                self.registrations[task.id] += 1
+                streams.append(asyncio.create_task(self._stream(ws, request, task, fault)))
+                fault = None
+        finally:
+            for stream in streams:
+                stream.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
+            self.open -= 1
+        return ws
+
+    async def _stream(
+        self, ws: web.WebSocketResponse, request: web.Request, task: FakeTask, fault: str | None
+    ) -> None:
+        lines = progress_lines(_steps(task))
+        sent_index = -1  # in _SOCKET_ORDER
+        sent_lines = 0
+        reported: int | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                status = task._status_at(now)
+                if status in _SOCKET_ORDER:
+                    index = _SOCKET_ORDER.index(status)
+                else:  # terminal: announce every working status it passed first
+                    index = (
+                        len(_SOCKET_ORDER) - 1
+                        if status is TaskStatus.POSTPROCESS_END
+                        else (
+                            _SOCKET_ORDER.index(WORKING[_ERROR_AFTER])
+                            if status is TaskStatus.ERROR
+                            else sent_index
+                        )
+                    )
+                while sent_index < index:
+                    sent_index += 1
+                    await self._send(ws, task, _SOCKET_ORDER[sent_index].value, "")
+                    if sent_index == 0 and fault is not None:
+                        await self._spoil(ws, request, fault)
+                        if fault in ("drop", "stall"):
+                            return
+                    walking = self._output_phase(task) is not None
+                    if _SOCKET_ORDER[sent_index] is TaskStatus.OUTPUT_FULL and walking:
+                        # Any progress lines not sent yet come before output_full.
+                        for kind, message in lines[sent_lines:]:
+                            await self._send(ws, task, kind, message)
+                        sent_lines = len(lines)
+                if sent_index >= 0 and _SOCKET_ORDER[sent_index] is TaskStatus.OUTPUT:
+                    due = self._lines_due(task, now, len(lines))
+                    for kind, message in lines[sent_lines:due]:
+                        await self._send(ws, task, kind, message)
+                    sent_lines = max(sent_lines, due)
+                if task.progress is not None and task.progress != reported and sent_index >= 0:
+                    # Progress set by hand (report_progress) is printed as a tqdm bar.
+                    reported = task.progress
+                    bar = "#" * (reported // 10)
+                    line = f"{reported:3d}%|{bar:<10}| {reported}/100"
+                    await self._send(ws, task, "task_output", line)
+                if status in TERMINAL_STATUSES:
+                    await self._end(ws, task, status)
+                    return
+                await asyncio.sleep(self._sleep(task, now, sent_index, sent_lines, len(lines)))
+        except (ConnectionResetError, RuntimeError):
+            return  # the client went away
+
+    async def _end(self, ws: web.WebSocketResponse, task: FakeTask, status: TaskStatus) -> None:
+        if status is TaskStatus.CANCEL:
+            await self._send(ws, task, TaskStatus.CANCEL.value, "")
+        else:
+            if status is TaskStatus.ERROR:
+                await self._send(ws, task, "task_error", TASK_ERROR_MESSAGE)
+            elif task.outcome == "failed":
+                for line in FAILED_TRACEBACK.splitlines():
+                    await self._send(ws, task, "task_error", line)
+            outputs = self._wiro._outputs(task) if task.succeeded else []
+            await self._send(ws, task, TaskStatus.POSTPROCESS_END.value, outputs)
+        self.ended.append(task.id)
+
+    async def _spoil(self, ws: web.WebSocketResponse, request: web.Request, fault: str) -> None:
+        if fault == "drop":
+            if request.transport is not None:
+                request.transport.abort()
+        elif fault == "stall":
+            pass  # say nothing more; the connection stays open until the client leaves
+        elif fault == "garble":
+            await ws.send_str(GARBAGE_FRAME)
+
+    @staticmethod
+    async def _send(ws: web.WebSocketResponse, task: FakeTask, kind: str, message: Any) -> None:
+        await ws.send_json(
+            {
+                "type": kind,
+                "id": task.id,
+                "tasktoken": task.token,
+                "message": message,
+                "result": True,
+            }
+        )
+
+    @staticmethod
+    def _output_phase(task: FakeTask) -> tuple[float, float] | None:
+        """When the clock-driven walk is in task_output (start, length), if it is walking."""
+        if task._walk_from is None or task._pinned is not None:
+            return None
+        step = task.run_seconds / len(WORKING)
+        start = task._walk_from + task.queue_seconds + WORKING.index(TaskStatus.OUTPUT) * step
+        return start, step
+
+    def _lines_due(self, task: FakeTask, now: float, count: int) -> int:
+        phase = self._output_phase(task)
+        if phase is None:
+            return 0  # moved by hand: only progress set by hand is told
+        start, length = phase
+        return min(count, int((now - start) / (length / (count + 1))) + 1)
+
+    def _sleep(
+        self, task: FakeTask, now: float, sent_index: int, sent_lines: int, count: int
+    ) -> float:
+        """Until the next thing to tell, at most `tick` for tasks moved by hand."""
+        if task._walk_from is None or task._pinned is not None or task._final is not None:
+            return self.tick
+        step = task.run_seconds / len(WORKING)
+        start = task._walk_from + task.queue_seconds
+        times = [start + i * step for i in range(len(WORKING))]
+        end = task._walk_end()
+        if end is not None:
+            times.append(end)
+        phase = self._output_phase(task)
+        if phase is not None and sent_lines < count:
+            times.append(phase[0] + sent_lines * phase[1] / (count + 1))
+        upcoming = [t for t in times if t > now]
+        # Stopped by hand (cancel, kill) at any moment: look at least twice a second.
+        return max(0.0, min([*upcoming, now + 0.5]) - now) + 0.001
+
+
+def _steps(task: FakeTask) -> int:
+    try:
+        return max(1, int(float(str(task.inputs.get("steps", 20)))))
+    except ValueError:
+        return 20

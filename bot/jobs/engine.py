@@ -26,11 +26,11 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from socket import gethostname
 
 from bot.catalog.catalog import Catalog
 from bot.jobs.admission import Admission, JobRefused, JobRequest, LimitReached, Prepared
@@ -38,15 +38,23 @@ from bot.jobs.book import JobBook
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
 from bot.jobs.events import EventBus, Subscription
+from bot.jobs.follow import SocketWatcher
 from bot.jobs.following import Follower
 from bot.jobs.gate import WiroGate
 from bot.jobs.job import Job, JobState
 from bot.jobs.lost_runs import LostRuns
 from bot.jobs.submission import Submitter
-from bot.jobs.watch import DurationEstimates, PollingWatcher, PollSchedule, TaskWatcher
+from bot.jobs.watch import (
+    DetailRateLimit,
+    DurationEstimates,
+    PollingWatcher,
+    PollSchedule,
+    TaskWatcher,
+)
 from bot.settings import JobSettings
 from bot.store import NewJob, Store
 from bot.wiro.client import WiroClient
+from bot.wiro.socket import WiroSocket
 
 __all__ = [
     "CancelOutcome",
@@ -72,6 +80,7 @@ class JobEngine:
         outputs_dir: Path,
         default_model: str,
         watcher: TaskWatcher | None = None,
+        socket: WiroSocket | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
@@ -84,16 +93,25 @@ class JobEngine:
         self.events = EventBus()
         self.estimates = DurationEstimates()
         self._rng = rng or random.Random()
-        self._watcher: TaskWatcher = watcher or PollingWatcher(
+        polling = PollingWatcher(
             client,
             self.estimates,
-            PollSchedule(settings.poll_min_interval, settings.poll_max_interval),
+            PollSchedule(
+                settings.poll_min_interval,
+                settings.poll_max_interval,
+                discovery_rate=settings.detail_calls_per_second,
+            ),
+            rate_limit=DetailRateLimit(settings.detail_calls_per_second),
             rng=self._rng,
+        )
+        # The socket first when there is one; polling is its fallback.
+        self._watcher: TaskWatcher = watcher or (
+            SocketWatcher(socket, polling) if socket is not None else polling
         )
         self._closing = False
         self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")
         #: This process's name in the store's job claims.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._book = JobBook(store, self.events, self.owner, settings.claim_lease_seconds)
         self._admission = Admission(store, catalog, settings, default_model, self._rng)
         self._dispatcher = Dispatcher(self._book, settings, self._submit)

@@ -53,6 +53,8 @@ WAITING_STATUSES = frozenset(
 
 #: A tqdm-style progress bar as diffusion pipelines print it: " 45%|████▌     | 9/20".
 _PROGRESS = re.compile(r"(\d{1,3})%\|[^|\n]*\|\s*(\d+)/(\d+)|(\d{1,3})%\|")
+#: A step counter as some models print it: "Step 12/30".
+_STEP = re.compile(r"\bstep\s*:?\s*(\d+)\s*(?:/|of)\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +68,22 @@ class TaskProgress:
 
 
 def progress_in_text(text: str) -> TaskProgress | None:
-    """The last tqdm bar in a model's output ("45%|####  | 9/20"), if any."""
-    matches = _PROGRESS.findall(text[-2000:])
-    if not matches:
+    """The last progress a model printed: a tqdm bar ("45%|####  | 9/20") or a step counter
+    ("Step 12/30"), whichever comes last; None if there is none."""
+    tail = text[-2000:]
+    bars = list(_PROGRESS.finditer(tail))
+    steps = [m for m in _STEP.finditer(tail) if int(m[2]) > 0 and int(m[1]) <= int(m[2])]
+    bar = bars[-1] if bars else None
+    step = steps[-1] if steps else None
+    if step is not None and (bar is None or step.start() > bar.start()):
+        done, total = int(step[1]), int(step[2])
+        return TaskProgress(done / total, done, total)
+    if bar is None:
         return None
-    percent, step, total, bare = matches[-1]
+    percent, done_text, total_text, bare = bar.groups()
     fraction = min(int(percent or bare), 100) / 100
-    if step and total:
-        return TaskProgress(fraction, int(step), int(total))
+    if done_text and total_text:
+        return TaskProgress(fraction, int(done_text), int(total_text))
     return TaskProgress(fraction)
 
 
@@ -119,6 +129,8 @@ class Task(_Payload):
     starttime: float = 0.0
     endtime: float = 0.0
     postprocessendtime: float = 0.0
+    #: Progress told by other means than `debugoutput` (Wiro's socket); preferred when set.
+    reported_progress: TaskProgress | None = None
 
     @field_validator("id", "pexit", mode="before")
     @classmethod
@@ -180,8 +192,9 @@ class Task(_Payload):
 
     @property
     def progress(self) -> TaskProgress | None:
-        """From the last progress bar in the model's output ("45%|####"), if any."""
-        return progress_in_text(self.debugoutput)
+        """As the socket reported it, else from the last progress bar in the model's output
+        ("45%|####"), if any."""
+        return self.reported_progress or progress_in_text(self.debugoutput)
 
     @property
     def finished_unix(self) -> float | None:

@@ -45,7 +45,12 @@ async def test_sigterm_keeps_the_running_job_for_the_next_start(
     settings = load_settings(
         None,
         discord={"token": "not-used"},
-        wiro={"api_key": wiro.api_key, "api_secret": wiro.api_secret, "base_url": wiro.base_url},
+        wiro={
+            "api_key": wiro.api_key,
+            "api_secret": wiro.api_secret,
+            "base_url": wiro.base_url,
+            "socket_url": wiro.socket_url,
+        },
         database={"path": database},
     )
     OfflineBot.started.clear()

@@ -1,0 +1,110 @@
+"""Following a task on Wiro's WebSocket first, polling when the socket cannot help.
+
+The socket tells each change as it happens, so a job finishes within milliseconds of Wiro and
+costs one Task/Detail (for `pexit`, the outputs and the cost, which the socket does not
+carry). Whenever the socket fails (refused, dropped, silent, garbled, or backing off after a
+failure) the job is polled instead, at once: the task may have ended while the socket was
+failing. The watcher returns one final Task either way, so the engine finishes the job once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from bot.jobs.job import Job
+from bot.jobs.watch import OnUpdate, PollingWatcher
+from bot.wiro.exceptions import WiroError
+from bot.wiro.socket import SocketLost, SocketMessage, WiroSocket
+from bot.wiro.types import WAITING_STATUSES, Task, TaskProgress, TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class SocketWatcher:
+    """A `TaskWatcher` on Wiro's socket, with `polling` as the fallback.
+
+    `resumed_after`: a job submitted longer ago than this when its watch begins was most
+    likely resumed after a restart; its task may have ended meanwhile, and a socket that
+    registers an ended task may say nothing, so one Task/Detail comes first.
+    """
+
+    def __init__(
+        self, socket: WiroSocket, polling: PollingWatcher, *, resumed_after: float = 15.0
+    ) -> None:
+        self._socket = socket
+        self._polling = polling
+        self._resumed_after = resumed_after
+
+    async def watch(self, job: Job, on_update: OnUpdate) -> Task:
+        assert job.task_id is not None
+        if not job.task_token or not self._socket.available:
+            return await self._polling.watch(job, on_update)
+        submitted = job.submitted_at or time.time()
+        if time.time() - submitted > self._resumed_after:
+            task = await self._polling.detail(job)
+            await on_update(task)
+            if task.is_terminal:
+                return task
+        predicted = self._polling.predict(job)
+        view = _SocketView(job.task_id, job.task_token, on_update)
+        try:
+            await self._socket.follow(job.task_token, view.on_message)
+        except SocketLost as exc:
+            log.info("job %s: following task %s by polling: %s", job.id, job.task_id, exc)
+            return await self._polling.watch(job, on_update, look_now=True)
+        if view.ended_ok:
+            self._polling.learn(job, time.time() - submitted, predicted)
+        try:
+            # Not held back by the polling cap: it is the one call this job needs, and when a
+            # thousand jobs end together a queue behind the cap would delay every result.
+            task = await self._polling.detail(job, capped=False)
+        except WiroError as exc:
+            if not exc.retryable:
+                raise
+            log.info("job %s: Task/Detail after the socket's end failed: %s", job.id, exc)
+            return await self._polling.watch(job, on_update)
+        if task.is_terminal:
+            await on_update(task)
+            return task
+        # The socket said it ended but Task/Detail does not agree yet: Detail decides.
+        return await self._polling.watch(job, on_update, look_now=True)
+
+
+class _SocketView:
+    """Turns socket messages into the Task updates the engine reads (status, progress)."""
+
+    def __init__(self, task_id: str, token: str, on_update: OnUpdate) -> None:
+        self._task_id = task_id
+        self._token = token
+        self._on_update = on_update
+        self._status = TaskStatus.QUEUE
+        self._progress: TaskProgress | None = None
+        self._told: tuple[TaskStatus, TaskProgress | None] | None = None
+        self.ended_ok = False
+
+    async def on_message(self, message: SocketMessage) -> None:
+        if message.ends:
+            # The final Task comes from Task/Detail; the socket's end only says when.
+            self.ended_ok = message.type == TaskStatus.POSTPROCESS_END.value
+            return
+        status = message.status
+        if status is not None:
+            self._status = status
+        elif self._status in WAITING_STATUSES:
+            # A stderr line: the model is running, whatever the last status said.
+            self._status = TaskStatus.START
+        progress = message.progress
+        if progress is not None:
+            self._progress = progress
+        if (self._status, self._progress) == self._told:
+            return
+        self._told = (self._status, self._progress)
+        await self._on_update(
+            Task(
+                id=self._task_id,
+                socketaccesstoken=self._token,
+                status=self._status,
+                reported_progress=self._progress,
+            )
+        )
