@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,15 @@ _UPDATABLE = frozenset(
 )
 
 _FINAL = tuple(state.value for state in FINAL_STATES)
+# Spelled out, not bound as parameters: SQLite uses a partial index only when the query's
+# condition names the same constants as the index's (migrations 0001 and 0002).
+_FINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timed_out')"
+assert set(_FINAL) == set(re.findall(r"'(\w+)'", _FINAL_SQL))
+
+#: Typical durations are learned from this many most recent jobs (a rowid range, no scan).
+_RECENT_JOBS = 2000
+#: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +66,10 @@ class HistoryQuery:
     model: str | None = None
     search: str | None = None
     limit: int = 10
-    offset: int = 0
+    #: Keyset paging: only jobs older than this id, or only jobs newer than this id (the
+    #: page right before it). Either way the jobs come newest first.
+    before_id: int | None = None
+    after_id: int | None = None
     #: Only jobs started in these channels (None: any channel; empty: none).
     channel_ids: frozenset[int] | None = None
 
@@ -76,7 +90,7 @@ class JobRepository:
                 r.user_id,
                 new.model,
                 new.prompt,
-                json.dumps(new.inputs),
+                _inputs_json(new.inputs, new.prompt),
                 new.seed,
                 new.status.value,
                 new.created_at,
@@ -126,20 +140,17 @@ class JobRepository:
         return job
 
     async def unfinished(self) -> list[Job]:
-        placeholders = ", ".join("?" for _ in _FINAL)
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status NOT IN ({placeholders}) ORDER BY id", _FINAL
+            f"SELECT * FROM jobs WHERE status NOT IN {_FINAL_SQL} ORDER BY id"
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job(row) for row in rows]
 
     async def unposted(self) -> list[Job]:
         """Finished Discord jobs whose result was never posted (the bot stopped in between)."""
-        placeholders = ", ".join("?" for _ in _FINAL)
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status IN ({placeholders}) AND posted_at IS NULL"
-            " AND source = 'discord' ORDER BY id",
-            _FINAL,
+            f"SELECT * FROM jobs WHERE status IN {_FINAL_SQL} AND posted_at IS NULL"
+            " AND source = 'discord' ORDER BY id"
         ) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]
@@ -148,19 +159,46 @@ class JobRepository:
         return jobs
 
     async def history(self, query: HistoryQuery) -> list[Job]:
-        where, params = _history_filter(query)
-        async with self._conn.execute(
-            f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            (*params, query.limit, query.offset),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [_job(row) for row in rows]
+        """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
+        sql, params = _history_sql(query, "jobs.*")
+        newer = query.after_id is not None
+        order = "ASC" if newer else "DESC"
+        try:
+            rows = await self._fetch(
+                f"{sql} ORDER BY jobs.id {order} LIMIT ?", (*params, query.limit)
+            )
+        except sqlite3.OperationalError:
+            # A search FTS5 cannot parse: read it plainly instead (slower, still right).
+            sql, params = _history_sql(query, "jobs.*", fts=False)
+            rows = await self._fetch(
+                f"{sql} ORDER BY jobs.id {order} LIMIT ?", (*params, query.limit)
+            )
+        jobs = [_job(row) for row in rows]
+        return jobs[::-1] if newer else jobs
 
-    async def count_history(self, query: HistoryQuery) -> int:
-        where, params = _history_filter(query)
-        async with self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+    async def count_history(self, query: HistoryQuery, *, cap: int | None = None) -> int:
+        """How many jobs match, ignoring the keyset; counting stops at `cap` (a page never
+        pays for counting a whole server)."""
+        unpaged = HistoryQuery(
+            guild_id=query.guild_id,
+            user_id=query.user_id,
+            model=query.model,
+            search=query.search,
+            channel_ids=query.channel_ids,
+        )
+        limit = " LIMIT ?" if cap is not None else ""
+        extra = (cap,) if cap is not None else ()
+        try:
+            sql, params = _history_sql(unpaged, "1")
+            rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
+        except sqlite3.OperationalError:
+            sql, params = _history_sql(unpaged, "1", fts=False)
+            rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
+        return int(rows[0][0]) if rows else 0
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     async def count_started_since(self, *, user_id: int, guild_id: int | None, since: float) -> int:
         """Jobs a member started since a time, cancelled-before-Wiro ones not counted."""
@@ -194,21 +232,35 @@ class JobRepository:
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
     async def typical_durations(self, per_model: int = 20) -> dict[str, float]:
-        """Median seconds from submission to finish of recent successful jobs, per model."""
+        """Median seconds from submission to finish of recent successful jobs, per model.
+
+        Recent: among the last few thousand jobs, a rowid range; reading the whole history
+        at every start-up cost seconds at a million jobs."""
         async with self._conn.execute(
-            "SELECT model, finished_at - submitted_at FROM ("
-            " SELECT model, finished_at, submitted_at, ROW_NUMBER() OVER"
-            " (PARTITION BY model ORDER BY id DESC) AS n FROM jobs"
-            " WHERE status = 'succeeded' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL"
-            ") WHERE n <= ?",
-            (per_model,),
+            "SELECT model, finished_at - submitted_at FROM jobs"
+            " WHERE id > (SELECT coalesce(max(id), 0) FROM jobs) - ?"
+            " AND status = 'succeeded' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL"
+            " ORDER BY id DESC",
+            (_RECENT_JOBS,),
         ) as cursor:
             rows = await cursor.fetchall()
         samples: dict[str, list[float]] = {}
         for model, seconds in rows:
-            if seconds is not None and seconds > 0:
-                samples.setdefault(model, []).append(float(seconds))
-        return {model: sorted(v)[len(v) // 2] for model, v in samples.items()}
+            found = samples.setdefault(model, [])
+            if seconds is not None and seconds > 0 and len(found) < per_model:
+                found.append(float(seconds))
+        return {model: sorted(v)[len(v) // 2] for model, v in samples.items() if v}
+
+    async def forget_interaction_tokens(self, *, issued_before: float) -> int:
+        """Drop the interaction tokens issued before a time (Discord's expire after 15
+        minutes): they are secrets and most of a row's bytes. Returns how many."""
+        cursor = await self._conn.execute(
+            "UPDATE jobs SET interaction_token = NULL"
+            " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
+            (issued_before,),
+        )
+        await self._conn.commit()
+        return cursor.rowcount
 
     async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
         """Store a job's outputs and its final fields in one transaction."""
@@ -247,30 +299,62 @@ class JobRepository:
         ]
 
 
-def _history_filter(query: HistoryQuery) -> tuple[str, tuple[Any, ...]]:
+def _history_sql(
+    query: HistoryQuery, columns: str, *, fts: bool = True
+) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT (without ORDER BY) for a history query.
+
+    A search goes through the `jobs_search` FTS5 index, the server (and member) included
+    in the match, so it reads the matching jobs only; LIKE then keeps the old meaning
+    ("the prompt contains this text") among them."""
     clauses: list[str] = []
     params: list[Any] = []
+    source = "jobs"
+    words = _WORD.findall(query.search.lower()) if query.search else []
+    if fts and words:
+        source = "jobs_search JOIN jobs ON jobs.id = jobs_search.rowid"
+        terms = []
+        if query.guild_id is not None:
+            terms.append(f"scope: g{int(query.guild_id)}")
+        if query.user_id is not None:
+            terms.append(f"scope: u{int(query.user_id)}")
+        terms += [f'prompt: "{word}"*' for word in words]
+        clauses.append("jobs_search MATCH ?")
+        params.append(" AND ".join(terms))
     for column, value in (
         ("guild_id", query.guild_id),
         ("user_id", query.user_id),
         ("model", query.model),
     ):
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"jobs.{column} = ?")
             params.append(value)
     if query.channel_ids is not None:
         if query.channel_ids:
             ids = sorted(query.channel_ids)
-            clauses.append(f"channel_id IN ({', '.join('?' for _ in ids)})")
+            clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
         else:
             clauses.append("0")
     if query.search:
         escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("prompt LIKE ? ESCAPE '\\'")
+        clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
         params.append(f"%{escaped}%")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return where, tuple(params)
+    if query.before_id is not None:
+        clauses.append("jobs.id < ?")
+        params.append(query.before_id)
+    if query.after_id is not None:
+        clauses.append("jobs.id > ?")
+        params.append(query.after_id)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT {columns} FROM {source}{where}", tuple(params)
+
+
+def _inputs_json(inputs: dict[str, Any], prompt: str) -> str:
+    """The inputs as stored: without the prompt (its own column holds it), compact."""
+    if inputs.get("prompt") == prompt:
+        inputs = {k: v for k, v in inputs.items() if k != "prompt"}
+    return json.dumps(inputs, separators=(",", ":"))
 
 
 def _to_sql(value: Any) -> Any:
@@ -286,7 +370,7 @@ def _job(row: aiosqlite.Row) -> Job:
         id=row["id"],
         model=row["model"],
         prompt=row["prompt"],
-        inputs=json.loads(row["inputs"]),
+        inputs=_inputs(row["inputs"], row["prompt"]),
         seed=row["seed"],
         status=JobState(row["status"]),
         requester=Requester(
@@ -312,4 +396,10 @@ def _job(row: aiosqlite.Row) -> Job:
         interaction_at=row["interaction_at"],
         result_message_id=row["result_message_id"],
         posted_at=row["posted_at"],
+        outputs_expired_at=row["outputs_expired_at"],
     )
+
+
+def _inputs(stored: str, prompt: str) -> dict[str, Any]:
+    inputs: dict[str, Any] = json.loads(stored)
+    return inputs if "prompt" in inputs else {"prompt": prompt, **inputs}
