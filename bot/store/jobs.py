@@ -42,6 +42,13 @@ _FINAL = tuple(state.value for state in FINAL_STATES)
 _FINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timed_out')"
 assert set(_FINAL) == set(re.findall(r"'(\w+)'", _FINAL_SQL))
 
+#: A job's row with its shared inputs (see `_stored_inputs`).
+_JOB_COLUMNS = "jobs.*, input_sets.inputs AS set_inputs"
+_WITH_INPUTS = "LEFT JOIN input_sets ON input_sets.id = jobs.inputs_set"
+_SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs {_WITH_INPUTS}"
+
+_INPUT_SETS_CACHED = 10_000
+
 #: Typical durations are learned from this many most recent jobs (a rowid range, no scan).
 _RECENT_JOBS = 2000
 #: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
@@ -77,12 +84,14 @@ class HistoryQuery:
 class JobRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._input_sets: dict[str, int] = {}  # stored inputs -> input_sets.id
 
     async def create(self, new: NewJob) -> Job:
         r = new.requester
+        inputs_set = await self._input_set(_stored_inputs(new.inputs, new.prompt, new.seed))
         cursor = await self._conn.execute(
-            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-            " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
+            " inputs_set, seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?)",
             (
                 r.source,
                 r.guild_id,
@@ -90,7 +99,7 @@ class JobRepository:
                 r.user_id,
                 new.model,
                 new.prompt,
-                _inputs_json(new.inputs, new.prompt),
+                inputs_set,
                 new.seed,
                 new.status.value,
                 new.created_at,
@@ -109,6 +118,22 @@ class JobRepository:
             requester=r,
             created_at=new.created_at,
         )
+
+    async def _input_set(self, stored: str) -> int:
+        """The id of a set of inputs, stored if new. Sets never change, so ids are cached."""
+        known = self._input_sets.get(stored)
+        if known is not None:
+            return known
+        await self._conn.execute("INSERT OR IGNORE INTO input_sets (inputs) VALUES (?)", (stored,))
+        async with self._conn.execute(
+            "SELECT id FROM input_sets WHERE inputs = ?", (stored,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        if len(self._input_sets) >= _INPUT_SETS_CACHED:
+            self._input_sets.clear()
+        self._input_sets[stored] = int(row[0])
+        return int(row[0])
 
     async def update(self, job_id: int, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -131,7 +156,7 @@ class JobRepository:
         return cursor.rowcount == 1
 
     async def get(self, job_id: int) -> Job | None:
-        async with self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
+        async with self._conn.execute(f"{_SELECT_JOBS} WHERE jobs.id = ?", (job_id,)) as cursor:
             row = await cursor.fetchone()
         if row is None:
             return None
@@ -141,7 +166,7 @@ class JobRepository:
 
     async def unfinished(self) -> list[Job]:
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status NOT IN {_FINAL_SQL} ORDER BY id"
+            f"{_SELECT_JOBS} WHERE status NOT IN {_FINAL_SQL} ORDER BY jobs.id"
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job(row) for row in rows]
@@ -149,8 +174,8 @@ class JobRepository:
     async def unposted(self) -> list[Job]:
         """Finished Discord jobs whose result was never posted (the bot stopped in between)."""
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status IN {_FINAL_SQL} AND posted_at IS NULL"
-            " AND source = 'discord' ORDER BY id"
+            f"{_SELECT_JOBS} WHERE status IN {_FINAL_SQL} AND posted_at IS NULL"
+            " AND source = 'discord' ORDER BY jobs.id"
         ) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]
@@ -160,21 +185,16 @@ class JobRepository:
 
     async def history(self, query: HistoryQuery) -> list[Job]:
         """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
-        sql, params = _history_sql(query, "jobs.*")
-        newer = query.after_id is not None
-        order = "ASC" if newer else "DESC"
+        order = "ASC" if query.after_id is not None else "DESC"
         try:
-            rows = await self._fetch(
-                f"{sql} ORDER BY jobs.id {order} LIMIT ?", (*params, query.limit)
-            )
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order)
+            rows = await self._fetch(sql, (*params, query.limit))
         except sqlite3.OperationalError:
             # A search FTS5 cannot parse: read it plainly instead (slower, still right).
-            sql, params = _history_sql(query, "jobs.*", fts=False)
-            rows = await self._fetch(
-                f"{sql} ORDER BY jobs.id {order} LIMIT ?", (*params, query.limit)
-            )
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=False)
+            rows = await self._fetch(sql, (*params, query.limit))
         jobs = [_job(row) for row in rows]
-        return jobs[::-1] if newer else jobs
+        return jobs[::-1] if order == "ASC" else jobs
 
     async def count_history(self, query: HistoryQuery, *, cap: int | None = None) -> int:
         """How many jobs match, ignoring the keyset; counting stops at `cap` (a page never
@@ -189,10 +209,10 @@ class JobRepository:
         limit = " LIMIT ?" if cap is not None else ""
         extra = (cap,) if cap is not None else ()
         try:
-            sql, params = _history_sql(unpaged, "1")
+            sql, params = _history_sql(unpaged, "1", order=None)
             rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
         except sqlite3.OperationalError:
-            sql, params = _history_sql(unpaged, "1", fts=False)
+            sql, params = _history_sql(unpaged, "1", order=None, fts=False)
             rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
         return int(rows[0][0]) if rows else 0
 
@@ -255,7 +275,7 @@ class JobRepository:
         """Drop the interaction tokens issued before a time (Discord's expire after 15
         minutes): they are secrets and most of a row's bytes. Returns how many."""
         cursor = await self._conn.execute(
-            "UPDATE jobs SET interaction_token = NULL"
+            "UPDATE jobs SET interaction_token = NULL, interaction_at = NULL"
             " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
             (issued_before,),
         )
@@ -300,25 +320,28 @@ class JobRepository:
 
 
 def _history_sql(
-    query: HistoryQuery, columns: str, *, fts: bool = True
+    query: HistoryQuery, columns: str, *, order: str | None, fts: bool = True
 ) -> tuple[str, tuple[Any, ...]]:
-    """The SELECT (without ORDER BY) for a history query.
+    """The SELECT for a history query; with `order` ("ASC", "DESC") ordered by id and
+    ending in `LIMIT ?`.
 
-    A search goes through the `jobs_search` FTS5 index, the server (and member) included
-    in the match, so it reads the matching jobs only; LIKE then keeps the old meaning
-    ("the prompt contains this text") among them."""
+    A search goes through the `jobs_search` FTS5 index first (CROSS JOIN keeps it the outer
+    loop), the server (and member) included in the match, so it reads the matching jobs
+    only, in id order; LIKE then keeps the old meaning ("the prompt contains this text")
+    among them."""
     clauses: list[str] = []
     params: list[Any] = []
-    source = "jobs"
+    source, key = "jobs", "jobs.id"
     words = _WORD.findall(query.search.lower()) if query.search else []
     if fts and words:
-        source = "jobs_search JOIN jobs ON jobs.id = jobs_search.rowid"
+        source = "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid"
+        key = "jobs_search.rowid"
         terms = []
         if query.guild_id is not None:
-            terms.append(f"scope: g{int(query.guild_id)}")
+            terms.append(f"g{int(query.guild_id)}")
         if query.user_id is not None:
-            terms.append(f"scope: u{int(query.user_id)}")
-        terms += [f'prompt: "{word}"*' for word in words]
+            terms.append(f"u{int(query.user_id)}")
+        terms += [f'"{word}"*' for word in words]
         clauses.append("jobs_search MATCH ?")
         params.append(" AND ".join(terms))
     for column, value in (
@@ -341,20 +364,26 @@ def _history_sql(
         clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
         params.append(f"%{escaped}%")
     if query.before_id is not None:
-        clauses.append("jobs.id < ?")
+        clauses.append(f"{key} < ?")
         params.append(query.before_id)
     if query.after_id is not None:
-        clauses.append("jobs.id > ?")
+        clauses.append(f"{key} > ?")
         params.append(query.after_id)
+    if columns == _JOB_COLUMNS:
+        source += f" {_WITH_INPUTS}"
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"SELECT {columns} FROM {source}{where}", tuple(params)
+    tail = f" ORDER BY {key} {order} LIMIT ?" if order else ""
+    return f"SELECT {columns} FROM {source}{where}{tail}", tuple(params)
 
 
-def _inputs_json(inputs: dict[str, Any], prompt: str) -> str:
-    """The inputs as stored: without the prompt (its own column holds it), compact."""
-    if inputs.get("prompt") == prompt:
-        inputs = {k: v for k, v in inputs.items() if k != "prompt"}
-    return json.dumps(inputs, separators=(",", ":"))
+def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
+    """Inputs as an input set stores them: compact JSON, the prompt and seed as null
+    placeholders (their columns hold them), so jobs with the same options share one set."""
+    placed = {
+        k: None if (k == "prompt" and v == prompt) or (k == "seed" and v == seed) else v
+        for k, v in inputs.items()
+    }
+    return json.dumps(placed, separators=(",", ":"))
 
 
 def _to_sql(value: Any) -> Any:
@@ -370,7 +399,7 @@ def _job(row: aiosqlite.Row) -> Job:
         id=row["id"],
         model=row["model"],
         prompt=row["prompt"],
-        inputs=_inputs(row["inputs"], row["prompt"]),
+        inputs=_inputs(row),
         seed=row["seed"],
         status=JobState(row["status"]),
         requester=Requester(
@@ -400,6 +429,13 @@ def _job(row: aiosqlite.Row) -> Job:
     )
 
 
-def _inputs(stored: str, prompt: str) -> dict[str, Any]:
-    inputs: dict[str, Any] = json.loads(stored)
-    return inputs if "prompt" in inputs else {"prompt": prompt, **inputs}
+def _inputs(row: aiosqlite.Row) -> dict[str, Any]:
+    shared = row["set_inputs"]
+    if shared is None:  # a row written without an input set: its own JSON
+        own: dict[str, Any] = json.loads(row["inputs"] or "{}")
+        return own if "prompt" in own else {"prompt": row["prompt"], **own}
+    inputs: dict[str, Any] = json.loads(shared)
+    for key in ("prompt", "seed"):
+        if key in inputs and inputs[key] is None:
+            inputs[key] = row[key]
+    return inputs
