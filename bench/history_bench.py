@@ -140,7 +140,9 @@ def build(path: Path, jobs: int, guilds: int, members: int, seed: int = 1) -> No
         task_id = str(1_000_000 + n)
         submitted = created + 0.2
         finished = created + rng.uniform(8, 40) if final else None
-        token = "".join(rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", k=180))
+        token = "".join(
+            rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", k=180)
+        )
         job_rows.append(
             (
                 n,
@@ -195,7 +197,9 @@ def build(path: Path, jobs: int, guilds: int, members: int, seed: int = 1) -> No
     tmp.rename(path)
 
 
-def _flush(conn: sqlite3.Connection, jobs: list[tuple[Any, ...]], outputs: list[tuple[Any, ...]]) -> None:
+def _flush(
+    conn: sqlite3.Connection, jobs: list[tuple[Any, ...]], outputs: list[tuple[Any, ...]]
+) -> None:
     conn.executemany(
         "INSERT INTO jobs (id, source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
         " status, wiro_status, task_id, task_token, cancel_requested, created_at, submitted_at,"
@@ -230,8 +234,10 @@ def line(name: str, times: list[float], target: float = TARGET_MS) -> bool:
     p50 = statistics.median(times)
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
     ok = p95 < target
-    print(f"  {name:<44} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  target p95 < {target:.0f} ms"
-          f"  {'ok' if ok else 'MISSED'}")
+    print(
+        f"  {name:<44} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms  target p95 < {target:.0f} ms"
+        f"  {'ok' if ok else 'MISSED'}"
+    )
     return ok
 
 
@@ -240,12 +246,16 @@ def plans(path: Path) -> list[str]:
     from bot.store.jobs import _FINAL_SQL, _JOB_COLUMNS, _history_sql
 
     conn = sqlite3.connect(path)
-    guild, user = conn.execute("SELECT guild_id, user_id FROM jobs WHERE guild_id IS NOT NULL LIMIT 1").fetchone()
+    guild, user = conn.execute(
+        "SELECT guild_id, user_id FROM jobs WHERE guild_id IS NOT NULL LIMIT 1"
+    ).fetchone()
     queries: dict[str, tuple[str, tuple[Any, ...]]] = {}
     for name, query in {
         "history mine": HistoryQuery(guild_id=guild, user_id=user),
         "history server": HistoryQuery(guild_id=guild),
-        "history server, some channels": HistoryQuery(guild_id=guild, channel_ids=frozenset({guild + 1, guild + 2})),
+        "history server, some channels": HistoryQuery(
+            guild_id=guild, channel_ids=frozenset({guild + 1, guild + 2})
+        ),
         "history server, search": HistoryQuery(guild_id=guild, search=RARE),
         "history server, next page": HistoryQuery(guild_id=guild, before_id=500_000),
     }.items():
@@ -255,7 +265,8 @@ def plans(path: Path) -> list[str]:
         queries[name + " (count)"] = (f"SELECT COUNT(*) FROM ({sql} LIMIT 1000)", params)
     queries["unfinished"] = (f"SELECT * FROM jobs WHERE status NOT IN {_FINAL_SQL} ORDER BY id", ())
     queries["unposted"] = (
-        f"SELECT * FROM jobs WHERE status IN {_FINAL_SQL} AND posted_at IS NULL AND source = 'discord' ORDER BY id",
+        f"SELECT * FROM jobs WHERE status IN {_FINAL_SQL} AND posted_at IS NULL"
+        " AND source = 'discord' ORDER BY id",
         (),
     )
     queries["spend"] = (
@@ -285,9 +296,7 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
         print(f"  built in {time.perf_counter() - started:.1f} s")
     old_bytes = old.stat().st_size
     work = CACHE / "history-work.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{work}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(old, work)
+    _fresh_copy(old, work)
     ok = True
 
     started = time.perf_counter()
@@ -302,9 +311,13 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
 
     rng = random.Random(2)
     conn = sqlite3.connect(work)
-    by_activity = [tuple(r) for r in conn.execute(
-        "SELECT guild_id, user_id, channel_id FROM jobs WHERE guild_id IS NOT NULL AND id % 97 = 0"
-    )]
+    by_activity = [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT guild_id, user_id, channel_id FROM jobs"
+            " WHERE guild_id IS NOT NULL AND id % 97 = 0"
+        )
+    ]
     channels: dict[int, list[int]] = {}
     for g, _, c in by_activity:
         channels.setdefault(g, []).append(c)
@@ -317,24 +330,51 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
         return frozenset(known[: max(1, len(known) * 2 // 3)])  # a third hidden from members
 
     j = store.jobs
-    print(f"\nqueries ({samples} samples each, servers picked by activity; biggest server "
-          f"{len(channels[big]) * 97:,} jobs)")
+    print(
+        f"\nqueries ({samples} samples each, servers picked by activity; biggest server "
+        f"{len(channels[big]) * 97:,} jobs)"
+    )
 
     async def page(query: HistoryQuery) -> None:
         await j.history(query)
         await j.count_history(query, cap=1000)
 
     for name, make in {
-        "/history mine, page 1 + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], user_id=picks[i][1], limit=11)),
-        "/history server (admin), page 1 + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11)),
-        "/history server (member), page 1 + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11, channel_ids=visible(picks[i][0]))),
-        "/history server (member), deep page + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11, channel_ids=visible(picks[i][0]), before_id=jobs // 50)),
-        "/history server, previous page": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11, after_id=jobs // 2)),
-        "/history server, model filter + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11, model=MODELS[i % 5])),
-        f"/history server, search rare '{RARE}' + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11, search=RARE)),
-        f"/history server, search common '{COMMON}' + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], limit=11, search=COMMON)),
-        "/history mine, search + count": lambda i: page(HistoryQuery(guild_id=picks[i][0], user_id=picks[i][1], limit=11, search=COMMON)),
-        "/history server, biggest server, member, page 1": lambda i: page(HistoryQuery(guild_id=big, limit=11, channel_ids=visible(big))),
+        "/history mine, page 1 + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], user_id=picks[i][1], limit=11)
+        ),
+        "/history server (admin), page 1 + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], limit=11)
+        ),
+        "/history server (member), page 1 + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], limit=11, channel_ids=visible(picks[i][0]))
+        ),
+        "/history server (member), deep page + count": lambda i: page(
+            HistoryQuery(
+                guild_id=picks[i][0],
+                limit=11,
+                channel_ids=visible(picks[i][0]),
+                before_id=jobs // 50,
+            )
+        ),
+        "/history server, previous page": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], limit=11, after_id=jobs // 2)
+        ),
+        "/history server, model filter + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], limit=11, model=MODELS[i % 5])
+        ),
+        f"/history server, search rare '{RARE}' + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], limit=11, search=RARE)
+        ),
+        f"/history server, search common '{COMMON}' + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], limit=11, search=COMMON)
+        ),
+        "/history mine, search + count": lambda i: page(
+            HistoryQuery(guild_id=picks[i][0], user_id=picks[i][1], limit=11, search=COMMON)
+        ),
+        "/history server, biggest server, member, page 1": lambda i: page(
+            HistoryQuery(guild_id=big, limit=11, channel_ids=visible(big))
+        ),
         "/history job:<id>": lambda i: j.get(rng.randrange(1, jobs)),
         "/settings show: spend, all time + 30 days": lambda i: _spend(store, picks[i][0]),
         "/settings show: spend, biggest server": lambda i: _spend(store, big),
@@ -347,15 +387,19 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
         "typical durations": lambda: j.typical_durations(),
         "unfinished jobs (engine)": lambda: j.unfinished(),
         "unfinished + unposted (status updater)": lambda: _both(store),
-        "forget expired interaction tokens": lambda: j.forget_interaction_tokens(issued_before=time.time() - 900),
+        "forget expired interaction tokens": lambda: j.forget_interaction_tokens(
+            issued_before=time.time() - 900
+        ),
     }.items():
         started = time.perf_counter()
         await call()
         ms = (time.perf_counter() - started) * 1000
         total += ms
         print(f"  {name:<44} {ms:7.2f} ms")
-    print(f"  {'total':<44} {total:7.2f} ms  target < {STARTUP_TARGET_MS:.0f} ms  "
-          f"{'ok' if total < STARTUP_TARGET_MS else 'MISSED'}")
+    print(
+        f"  {'total':<44} {total:7.2f} ms  target < {STARTUP_TARGET_MS:.0f} ms  "
+        f"{'ok' if total < STARTUP_TARGET_MS else 'MISSED'}"
+    )
     ok &= total < STARTUP_TARGET_MS
     await store.close()
 
@@ -369,15 +413,23 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
         conn.execute(f"VACUUM INTO '{compact}'")
     vacuum_s = time.perf_counter() - started
     new_bytes = compact.stat().st_size
-    print(f"\nbytes per job on disk (jobs, outputs, indexes, search index)")
+    print("\nbytes per job on disk (jobs, outputs, indexes, search index)")
     print(f"  before 0002: {old_bytes / jobs:6.0f}  ({old_bytes / 2**20:,.0f} MB)")
-    print(f"  after 0002, compacted ({vacuum_s:.0f} s VACUUM): {new_bytes / jobs:6.0f}  "
-          f"({new_bytes / 2**20:,.0f} MB)  target < {BYTES_TARGET}  "
-          f"{'ok' if new_bytes / jobs < BYTES_TARGET else 'MISSED'}")
+    print(
+        f"  after 0002, compacted ({vacuum_s:.0f} s VACUUM): {new_bytes / jobs:6.0f}  "
+        f"({new_bytes / 2**20:,.0f} MB)  target < {BYTES_TARGET}  "
+        f"{'ok' if new_bytes / jobs < BYTES_TARGET else 'MISSED'}"
+    )
     ok &= new_bytes / jobs < BYTES_TARGET
     compact.unlink(missing_ok=True)
     print("\nall targets met" if ok else "\nTARGETS MISSED")
     return ok
+
+
+def _fresh_copy(source: Path, target: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
 
 
 async def _spend(store: Store, guild_id: int) -> None:

@@ -67,6 +67,17 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredFile:
+    """An output still on disk, as retention sees it."""
+
+    job_id: int
+    position: int
+    path: str
+    size: int
+    created_at: float  # the job's
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryQuery:
     guild_id: int | None = None
     user_id: int | None = None
@@ -298,6 +309,46 @@ class JobRepository:
                 [value for row in rows for value in row],
             )
         await self.update(job_id, **fields)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def oldest_files(self, limit: int) -> list[StoredFile]:
+        """Outputs still on disk, oldest job first."""
+        async with self._conn.execute(
+            "SELECT outputs.job_id, outputs.position, outputs.path, outputs.size,"
+            " jobs.created_at FROM outputs JOIN jobs ON jobs.id = outputs.job_id"
+            " WHERE outputs.path IS NOT NULL ORDER BY outputs.job_id LIMIT ?",
+            (limit,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [StoredFile(*row) for row in rows]
+
+    async def bytes_on_disk(self) -> int:
+        """The size of every output still on disk (from the partial index alone)."""
+        async with self._conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM outputs WHERE path IS NOT NULL"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def expire_files(self, files: list[StoredFile], *, at: float) -> None:
+        """Record that these outputs are no longer on disk; a job none of whose outputs is
+        left is marked expired, so history says so instead of showing a broken image."""
+        if not files:
+            return
+        keys = [value for f in files for value in (f.job_id, f.position)]
+        pairs = ", ".join(["(?, ?)"] * len(files))
+        await self._conn.execute(
+            f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})", keys
+        )
+        job_ids = sorted({f.job_id for f in files})
+        await self._conn.execute(
+            "UPDATE jobs SET outputs_expired_at = ?"
+            f" WHERE id IN ({', '.join('?' for _ in job_ids)}) AND NOT EXISTS"
+            " (SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND path IS NOT NULL)",
+            (at, *job_ids),
+        )
+        await self._conn.commit()
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(

@@ -11,6 +11,7 @@ from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
 
 from bot.jobs.job import Job, JobState, Requester
+from bot.jobs.retention import Retention
 from bot.store import NewJob
 from tests.discord.conftest import Harness
 
@@ -294,3 +295,32 @@ async def test_one_job_only_of_this_server_and_in_sight(harness: Harness) -> Non
         )
     own = h.message(await h.bob.slash(h.channel, "history", job=hidden.id))
     assert own.embeds[0].title == f"Job {hidden.id} · Done"
+
+
+async def test_a_job_whose_images_expired_says_so_instead_of_a_broken_image(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.alice.slash(h.channel, "imagine", prompt="a lighthouse")
+    job = await h.finish(await h.last_job())
+    two_days_later = time.time() + 2 * 86400
+    retention = Retention(
+        h.runtime.store,
+        h.runtime.settings.database.outputs_path,
+        keep_days=1,
+        clock=lambda: two_days_later,
+    )
+    assert (await retention.prune()).files == len(job.outputs) == 4
+
+    listed = h.message(await h.alice.slash(h.channel, "history"))
+    assert " · Done · images expired · [result](" in (listed.embeds[0].description or "")
+
+    shown = h.message(await h.alice.slash(h.channel, "history", job=job.id))
+    assert shown.embeds[0].title == f"Job {job.id} · Done"
+    assert shown.attachments == []
+    fields = {f.name: f.value for f in shown.embeds[0].fields}
+    assert fields["Images"] == (
+        f"Images expired <t:{int(two_days_later)}:R> (the bot keeps images for a limited"
+        " time); the posted message may still show them."
+    )
+    assert not any("Image 1" in (value or "") for value in fields.values())  # no dead links
