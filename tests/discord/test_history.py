@@ -10,6 +10,7 @@ import simcord.actors
 from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
 
+from bot.discord_views.history import MAX_SEARCH, HistoryPageButton, HistoryRequest
 from bot.jobs.job import Job, JobState, Requester
 from bot.jobs.retention import Retention
 from bot.store import NewJob
@@ -324,3 +325,19 @@ async def test_a_job_whose_images_expired_says_so_instead_of_a_broken_image(
         " time); the posted message may still show them."
     )
     assert not any("Image 1" in (value or "") for value in fields.values())  # no dead links
+
+
+def test_the_longest_page_button_fits_discords_custom_id() -> None:
+    longest = HistoryRequest(
+        user_id=2**64 - 1,
+        server=True,
+        model="someone/a-very-long-model-name-indeed",
+        search="x" * MAX_SEARCH,
+        page=9999,
+        cursor=10**9,  # a billion jobs
+        newer=True,
+    )
+    assert len(longest.custom_id()) <= 100
+    match = re.fullmatch(HistoryPageButton.__discord_ui_compiled_template__, longest.custom_id())
+    assert match is not None
+    assert (match["user"], match["cursor"], match["page"]) == ("3w5e11264sgsf", "gjdgxs", "9999")
