@@ -122,13 +122,13 @@ async def history_page(
     for job in found:
         lines.append(_entry(job, catalog.get(job.model), interaction.guild_id))
     embed.description = "\n\n".join(lines)[:4096]
-    embed.set_footer(text=f"{_counted(page, total)} · /history job:<number> shows one")
+    embed.set_footer(text=f"{page_counts(page, total)} · /history job:<number> shows one")
     return embed, _pager(request, page, found, more=more)
 
 
-def _counted(page: int, total: int) -> str:
+def page_counts(page: int, total: int) -> str:
     if total >= COUNT_CAP:
-        return f"Page {page + 1} · more than {COUNT_CAP - 1} jobs"
+        return f"Page {page + 1} · {COUNT_CAP}+ jobs"
     pages = max(1, math.ceil(total / PAGE_SIZE), page + 1)
     noun = "job" if total == 1 else "jobs"
     return f"Page {page + 1} of {pages} · {total} {noun}"

@@ -10,7 +10,13 @@ import simcord.actors
 from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
 
-from bot.discord_views.history import MAX_SEARCH, HistoryPageButton, HistoryRequest
+from bot.discord_views.history import (
+    COUNT_CAP,
+    MAX_SEARCH,
+    HistoryPageButton,
+    HistoryRequest,
+    page_counts,
+)
 from bot.jobs.job import Job, JobState, Requester
 from bot.jobs.retention import Retention
 from bot.store import NewJob
@@ -341,3 +347,8 @@ def test_the_longest_page_button_fits_discords_custom_id() -> None:
     match = re.fullmatch(HistoryPageButton.__discord_ui_compiled_template__, longest.custom_id())
     assert match is not None
     assert (match["user"], match["cursor"], match["page"]) == ("3w5e11264sgsf", "gjdgxs", "9999")
+
+
+def test_a_large_history_is_not_counted_to_the_end() -> None:
+    assert page_counts(0, 23) == "Page 1 of 3 · 23 jobs"
+    assert page_counts(41, COUNT_CAP) == f"Page 42 · {COUNT_CAP}+ jobs"
