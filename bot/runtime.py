@@ -11,6 +11,7 @@ import aiohttp
 
 from bot.catalog.catalog import Catalog
 from bot.jobs.engine import JobEngine
+from bot.jobs.retention import Retention
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.wiro.auth import Credentials
@@ -89,4 +90,12 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
         if start_engine:
             await engine.start()
             stack.push_async_callback(engine.close)
+            retention = Retention(
+                store,
+                settings.database.outputs_path,
+                keep_days=settings.database.outputs_keep_days,
+                max_bytes=int(settings.database.outputs_max_mb * 2**20),
+            )
+            retention.start()
+            stack.push_async_callback(retention.close)
         yield Runtime(settings, session, store, catalog, client, engine)

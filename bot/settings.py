@@ -78,6 +78,10 @@ class DatabaseSettings(_Section):
     path: Path = Path("data/wirobot.db")
     #: Where downloaded images are kept; defaults to an `outputs` folder beside the database.
     outputs_dir: Path | None = None
+    #: Retention of downloaded images: remove those of jobs older than this many days, and
+    #: the oldest while all of them take more than this many megabytes. 0: no limit.
+    outputs_keep_days: float = Field(default=0, ge=0)
+    outputs_max_mb: float = Field(default=0, ge=0)
 
     @property
     def outputs_path(self) -> Path:

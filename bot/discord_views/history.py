@@ -1,7 +1,11 @@
 """/history in Discord: pages of past jobs with Previous/Next, and one job in full.
 
-A page's query travels in its buttons' custom_ids (`wirobot:history:<user>:<scope>:<page>:
-<model>:<search>`), so paging works after a restart and nothing is read back from the embed.
+A page's query travels in its buttons' custom_ids (`wirobot:history:<user>:<scope><way>:
+<page>:<cursor>:<model>:<search>`), so paging works after a restart and nothing is read back
+from the embed. Paging is by keyset: a button carries the job id its page starts after
+(`n`: older than it, `p`: newer than it), so a page costs the same at page 1 and page 5,000,
+and jobs made meanwhile do not shift the pages. The user and cursor are in base 36 to fit
+Discord's 100 characters.
 Who may see what:
 
 - `mine`: your own jobs on this server.
@@ -38,6 +42,11 @@ PAGE_SIZE = 10
 #: Longest search that still fits a custom_id (100 characters) with everything else.
 MAX_SEARCH = 40
 _MAX_PAGE = 9999
+#: Counting stops here: beyond it the footer says "more than", and no page pays for
+#: counting a whole large server.
+COUNT_CAP = 1000
+#: How a job whose images retention removed is marked.
+EXPIRED = "images expired"
 _PROMPT_IN_LIST = 100
 _COLOUR = discord.Colour.blurple()
 _Button = ui.Button[ui.View]
@@ -52,11 +61,18 @@ class HistoryRequest:
     model: str | None = None  # a catalog slug
     search: str | None = None
     page: int = 0
+    #: The keyset: the page holds jobs older (or, with `newer`, newer) than this job.
+    cursor: int | None = None
+    newer: bool = False
 
     def custom_id(self) -> str:
-        scope = "s" if self.server else "m"
+        scope = ("s" if self.server else "m") + ("p" if self.newer else "n")
         model = _model_key(self.model) if self.model else ""
-        return f"wirobot:history:{self.user_id}:{scope}:{self.page}:{model}:{self.search or ''}"
+        cursor = _base36(self.cursor) if self.cursor is not None else ""
+        return (
+            f"wirobot:history:{_base36(self.user_id)}:{scope}:{self.page}:{cursor}:{model}:"
+            f"{self.search or ''}"
+        )
 
 
 # -- the list -----------------------------------------------------------------------------------
@@ -65,7 +81,8 @@ class HistoryRequest:
 async def history_page(
     interaction: discord.Interaction[Any], request: HistoryRequest
 ) -> tuple[discord.Embed, ui.View | None]:
-    """The embed and buttons for one page (clamped to the pages there are)."""
+    """The embed and buttons for one page; a cursor that leads nowhere (the first page, or
+    jobs gone) shows the first page."""
     bot = _bot(interaction)
     catalog = bot.runtime.catalog
     jobs = bot.runtime.store.jobs
@@ -74,13 +91,28 @@ async def history_page(
         user_id=None if request.server else request.user_id,
         model=request.model,
         search=request.search,
-        limit=PAGE_SIZE,
+        limit=PAGE_SIZE + 1,  # one more: is there a next page?
         channel_ids=visible_channels(interaction) if request.server else None,
     )
-    total = await jobs.count_history(query)
-    pages = max(1, min(math.ceil(total / PAGE_SIZE), _MAX_PAGE + 1))
-    page = min(max(request.page, 0), pages - 1)
-    found = await jobs.history(replace(query, offset=page * PAGE_SIZE))
+    found: list[Job] = []
+    page, more = 0, False
+    if request.page > 0 and request.cursor is not None:
+        if request.newer:
+            found = await jobs.history(replace(query, after_id=request.cursor))
+            more = True  # the page it came from is older
+            if len(found) <= PAGE_SIZE:
+                found = []  # it reaches the newest jobs: that is the first page
+            found = found[-PAGE_SIZE:]
+        else:
+            found = await jobs.history(replace(query, before_id=request.cursor))
+            more = len(found) > PAGE_SIZE
+            found = found[:PAGE_SIZE]
+        page = min(request.page, _MAX_PAGE)
+    if not found:
+        found = await jobs.history(query)
+        page, more = 0, len(found) > PAGE_SIZE
+        found = found[:PAGE_SIZE]
+    total = await jobs.count_history(query, cap=COUNT_CAP)
 
     title = "Images on this server" if request.server else "Your images on this server"
     embed = discord.Embed(title=title, colour=_COLOUR)
@@ -90,29 +122,36 @@ async def history_page(
     for job in found:
         lines.append(_entry(job, catalog.get(job.model), interaction.guild_id))
     embed.description = "\n\n".join(lines)[:4096]
+    embed.set_footer(text=f"{page_counts(page, total)} · /history job:<number> shows one")
+    return embed, _pager(request, page, found, more=more)
+
+
+def page_counts(page: int, total: int) -> str:
+    if total >= COUNT_CAP:
+        return f"Page {page + 1} · {COUNT_CAP}+ jobs"
+    pages = max(1, math.ceil(total / PAGE_SIZE), page + 1)
     noun = "job" if total == 1 else "jobs"
-    embed.set_footer(
-        text=f"Page {page + 1} of {pages} · {total} {noun} · /history job:<number> shows one"
-    )
-    return embed, _pager(request, page, pages)
+    return f"Page {page + 1} of {pages} · {total} {noun}"
 
 
 def request_from_custom_id(match: re.Match[str], catalog: Catalog) -> HistoryRequest:
     key = match["model"]
     model = next((m.slug for m in catalog.all() if _model_key(m.slug) == key), None)
     return HistoryRequest(
-        user_id=int(match["user"]),
+        user_id=int(match["user"], 36),
         server=match["scope"] == "s",
         model=model if key else None,
         search=match["search"] or None,
         page=int(match["page"]),
+        cursor=int(match["cursor"], 36) if match["cursor"] else None,
+        newer=match["way"] == "p",
     )
 
 
 class HistoryPageButton(
     ui.DynamicItem[_Button],
-    template=r"wirobot:history:(?P<user>\d+):(?P<scope>[ms]):(?P<page>\d+)"
-    r":(?P<model>[0-9a-f]*):(?P<search>.*)",
+    template=r"wirobot:history:(?P<user>[0-9a-z]+):(?P<scope>[ms])(?P<way>[np]):(?P<page>\d{1,4})"
+    r":(?P<cursor>[0-9a-z]{0,12}):(?P<model>[0-9a-f]*):(?P<search>.*)",
 ):
     """Previous or Next on a /history page: only the person who asked may page."""
 
@@ -147,15 +186,20 @@ class HistoryPageButton(
         await interaction.response.edit_message(embed=embed, view=view)
 
 
-def _pager(request: HistoryRequest, page: int, pages: int) -> ui.View | None:
-    """Previous and Next, each carrying the page it leads to (a disabled one: this page, so
-    the two custom_ids differ)."""
-    if pages <= 1:
+def _pager(request: HistoryRequest, page: int, shown: list[Job], *, more: bool) -> ui.View | None:
+    """Previous and Next, each carrying the job its page starts after (a disabled one: no
+    cursor, and the two custom_ids still differ by their direction)."""
+    first, last = page == 0, not more
+    if first and last:
         return None
-    first, last = page == 0, page >= pages - 1
     view = ui.View(timeout=None)
-    previous = replace(request, page=page if first else page - 1)
-    following = replace(request, page=page if last else page + 1)
+    base = replace(request, cursor=None)
+    previous = replace(base, newer=True, page=page)
+    following = replace(base, newer=False, page=page)
+    if not first:
+        previous = replace(previous, page=page - 1, cursor=shown[0].id)
+    if not last:
+        following = replace(following, page=min(page + 1, _MAX_PAGE), cursor=shown[-1].id)
     view.add_item(HistoryPageButton(previous, "Previous", disabled=first))
     view.add_item(HistoryPageButton(following, "Next", disabled=last))
     return view
@@ -167,6 +211,8 @@ def _entry(job: Job, model: ModelSpec | None, guild_id: int | None) -> str:
     if job.user_id is not None:
         parts.append(f"<@{job.user_id}>")
     parts += [discord.utils.escape_markdown(name), state_words(job)]
+    if job.outputs_expired_at is not None:
+        parts.append(EXPIRED)
     url = jump_url(job, guild_id)
     if url:
         parts.append(f"[result]({url})")
@@ -181,6 +227,16 @@ def _filter_words(request: HistoryRequest, catalog: Catalog) -> list[str]:
     if request.search:
         words.append(f"Prompt contains: “{discord.utils.escape_markdown(request.search)}”")
     return [" · ".join(words)] if words else []
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, digit = divmod(number, 36)
+        text = digits[digit] + text
+        if number == 0:
+            return text
 
 
 def _model_key(slug: str) -> str:
@@ -204,7 +260,15 @@ async def show_job(interaction: discord.Interaction[Any], job_id: int) -> None:
     model = bot.runtime.catalog.get(job.model)
     embed = job_embed(job, model, interaction.guild_id)
     files: list[discord.File] = []
-    if job.status is JobState.SUCCEEDED and job.outputs:
+    if job.outputs_expired_at is not None:
+        # Retention removed the files; Wiro's links are long dead: say so, show nothing.
+        embed.add_field(
+            name="Images",
+            value=f"{EXPIRED.capitalize()} <t:{int(job.outputs_expired_at)}:R> (the bot keeps"
+            " images for a limited time); the posted message may still show them.",
+            inline=False,
+        )
+    elif job.status is JobState.SUCCEEDED and job.outputs:
         spoiler = bool(model and model.nsfw) and not age_restricted(interaction.channel)
         upload = await images.fit(job.outputs, interaction.filesize_limit, spoiler=spoiler)
         files = upload.files

@@ -97,6 +97,8 @@ class Job:
     interaction_at: float | None = None
     result_message_id: int | None = None
     posted_at: float | None = None
+    #: When retention removed the job's images from disk (None: still there, or none).
+    outputs_expired_at: float | None = None
     outputs: list[Output] = field(default_factory=list)
     #: Generation progress while running, when Wiro tells it (not stored).
     progress: TaskProgress | None = None

@@ -9,10 +9,10 @@ import aiosqlite
 
 from bot.store.database import connect
 from bot.store.guilds import GuildRepository, GuildSettings
-from bot.store.jobs import HistoryQuery, JobRepository, NewJob
+from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
 from bot.store.tools import ToolDetailCache
 
-__all__ = ["GuildSettings", "HistoryQuery", "NewJob", "Store"]
+__all__ = ["GuildSettings", "HistoryQuery", "NewJob", "Store", "StoredFile"]
 
 
 class Store:

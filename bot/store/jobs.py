@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,22 @@ _UPDATABLE = frozenset(
 )
 
 _FINAL = tuple(state.value for state in FINAL_STATES)
+# Spelled out, not bound as parameters: SQLite uses a partial index only when the query's
+# condition names the same constants as the index's (migrations 0001 and 0002).
+_FINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timed_out')"
+assert set(_FINAL) == set(re.findall(r"'(\w+)'", _FINAL_SQL))
+
+#: A job's row with its shared inputs (see `_stored_inputs`).
+_JOB_COLUMNS = "jobs.*, input_sets.inputs AS set_inputs"
+_WITH_INPUTS = "LEFT JOIN input_sets ON input_sets.id = jobs.inputs_set"
+_SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs {_WITH_INPUTS}"
+
+_INPUT_SETS_CACHED = 10_000
+
+#: Typical durations are learned from this many most recent jobs (a rowid range, no scan).
+_RECENT_JOBS = 2000
+#: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
+_WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +70,27 @@ class NewJob:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredFile:
+    """An output still on disk, as retention sees it."""
+
+    job_id: int
+    position: int
+    path: str
+    size: int
+    created_at: float  # the job's
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryQuery:
     guild_id: int | None = None
     user_id: int | None = None
     model: str | None = None
     search: str | None = None
     limit: int = 10
-    offset: int = 0
+    #: Keyset paging: only jobs older than this id, or only jobs newer than this id (the
+    #: page right before it). Either way the jobs come newest first.
+    before_id: int | None = None
+    after_id: int | None = None
     #: Only jobs started in these channels (None: any channel; empty: none).
     channel_ids: frozenset[int] | None = None
 
@@ -66,12 +98,15 @@ class HistoryQuery:
 class JobRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._input_sets: dict[str, int] = {}  # stored inputs -> input_sets.id
 
     async def create(self, new: NewJob) -> Job:
         r = new.requester
+        inputs_set = await self._input_set(_stored_inputs(new.inputs, new.prompt, new.seed))
         cursor = await self._conn.execute(
-            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-            " status, created_at, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
+            " inputs_set, seed, status, created_at, owner, lease_until)"
+            " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
             (
                 r.source,
                 r.guild_id,
@@ -79,7 +114,7 @@ class JobRepository:
                 r.user_id,
                 new.model,
                 new.prompt,
-                json.dumps(new.inputs),
+                inputs_set,
                 new.seed,
                 new.status.value,
                 new.created_at,
@@ -100,6 +135,22 @@ class JobRepository:
             requester=r,
             created_at=new.created_at,
         )
+
+    async def _input_set(self, stored: str) -> int:
+        """The id of a set of inputs, stored if new. Sets never change, so ids are cached."""
+        known = self._input_sets.get(stored)
+        if known is not None:
+            return known
+        await self._conn.execute("INSERT OR IGNORE INTO input_sets (inputs) VALUES (?)", (stored,))
+        async with self._conn.execute(
+            "SELECT id FROM input_sets WHERE inputs = ?", (stored,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        if len(self._input_sets) >= _INPUT_SETS_CACHED:
+            self._input_sets.clear()
+        self._input_sets[stored] = int(row[0])
+        return int(row[0])
 
     async def update(self, job_id: int, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -125,12 +176,11 @@ class JobRepository:
 
     async def claim(self, job_id: int, owner: str, *, now: float, until: float) -> bool:
         """Take an unfinished job for `owner` if nobody holds it (or its lease has passed)."""
-        placeholders = ", ".join("?" for _ in _FINAL)
         cursor = await self._conn.execute(
             "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
-            f" AND status NOT IN ({placeholders})"
+            f" AND status NOT IN {_FINAL_SQL}"
             " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
-            (owner, until, job_id, *_FINAL, owner, now),
+            (owner, until, job_id, owner, now),
         )
         await self._conn.commit()
         return cursor.rowcount == 1
@@ -150,31 +200,28 @@ class JobRepository:
 
     async def renew(self, owner: str, *, until: float) -> None:
         """Extend the lease of every unfinished job `owner` holds."""
-        placeholders = ", ".join("?" for _ in _FINAL)
         await self._conn.execute(
-            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN ({placeholders})",
-            (until, owner, *_FINAL),
+            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+            (until, owner),
         )
         await self._conn.commit()
 
     async def release(self, owner: str) -> None:
         """Give up every unfinished job `owner` holds (a clean shutdown): another process
         may take them at once."""
-        placeholders = ", ".join("?" for _ in _FINAL)
         await self._conn.execute(
             "UPDATE jobs SET owner = NULL, lease_until = NULL"
-            f" WHERE owner = ? AND status NOT IN ({placeholders})",
-            (owner, *_FINAL),
+            f" WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+            (owner,),
         )
         await self._conn.commit()
 
     async def unclaimed(self, *, now: float) -> list[Job]:
         """Unfinished jobs nobody holds: never claimed, released, or their lease has passed."""
-        placeholders = ", ".join("?" for _ in _FINAL)
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status NOT IN ({placeholders})"
-            " AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) ORDER BY id",
-            (*_FINAL, now),
+            f"{_SELECT_JOBS} WHERE status NOT IN {_FINAL_SQL}"
+            " AND (owner IS NULL OR lease_until IS NULL OR lease_until < ?) ORDER BY jobs.id",
+            (now,),
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job(row) for row in rows]
@@ -191,7 +238,7 @@ class JobRepository:
         return {str(row[0]) for row in rows}
 
     async def get(self, job_id: int) -> Job | None:
-        async with self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
+        async with self._conn.execute(f"{_SELECT_JOBS} WHERE jobs.id = ?", (job_id,)) as cursor:
             row = await cursor.fetchone()
         if row is None:
             return None
@@ -200,20 +247,17 @@ class JobRepository:
         return job
 
     async def unfinished(self) -> list[Job]:
-        placeholders = ", ".join("?" for _ in _FINAL)
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status NOT IN ({placeholders}) ORDER BY id", _FINAL
+            f"{_SELECT_JOBS} WHERE status NOT IN {_FINAL_SQL} ORDER BY jobs.id"
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job(row) for row in rows]
 
     async def unposted(self) -> list[Job]:
         """Finished Discord jobs whose result was never posted (the bot stopped in between)."""
-        placeholders = ", ".join("?" for _ in _FINAL)
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE status IN ({placeholders}) AND posted_at IS NULL"
-            " AND source = 'discord' ORDER BY id",
-            _FINAL,
+            f"{_SELECT_JOBS} WHERE status IN {_FINAL_SQL} AND posted_at IS NULL"
+            " AND source = 'discord' ORDER BY jobs.id"
         ) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]
@@ -222,19 +266,41 @@ class JobRepository:
         return jobs
 
     async def history(self, query: HistoryQuery) -> list[Job]:
-        where, params = _history_filter(query)
-        async with self._conn.execute(
-            f"SELECT * FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            (*params, query.limit, query.offset),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [_job(row) for row in rows]
+        """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
+        order = "ASC" if query.after_id is not None else "DESC"
+        try:
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order)
+            rows = await self._fetch(sql, (*params, query.limit))
+        except sqlite3.OperationalError:
+            # A search FTS5 cannot parse: read it plainly instead (slower, still right).
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=False)
+            rows = await self._fetch(sql, (*params, query.limit))
+        jobs = [_job(row) for row in rows]
+        return jobs[::-1] if order == "ASC" else jobs
 
-    async def count_history(self, query: HistoryQuery) -> int:
-        where, params = _history_filter(query)
-        async with self._conn.execute(f"SELECT COUNT(*) FROM jobs {where}", params) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+    async def count_history(self, query: HistoryQuery, *, cap: int | None = None) -> int:
+        """How many jobs match, ignoring the keyset; counting stops at `cap` (a page never
+        pays for counting a whole server)."""
+        unpaged = HistoryQuery(
+            guild_id=query.guild_id,
+            user_id=query.user_id,
+            model=query.model,
+            search=query.search,
+            channel_ids=query.channel_ids,
+        )
+        limit = " LIMIT ?" if cap is not None else ""
+        extra = (cap,) if cap is not None else ()
+        try:
+            sql, params = _history_sql(unpaged, "1", order=None)
+            rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
+        except sqlite3.OperationalError:
+            sql, params = _history_sql(unpaged, "1", order=None, fts=False)
+            rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
+        return int(rows[0][0]) if rows else 0
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     async def count_started_since(self, *, user_id: int, guild_id: int | None, since: float) -> int:
         """Jobs a member started since a time, cancelled-before-Wiro ones not counted."""
@@ -268,21 +334,35 @@ class JobRepository:
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
 
     async def typical_durations(self, per_model: int = 20) -> dict[str, float]:
-        """Median seconds from submission to finish of recent successful jobs, per model."""
+        """Median seconds from submission to finish of recent successful jobs, per model.
+
+        Recent: among the last few thousand jobs, a rowid range; reading the whole history
+        at every start-up cost seconds at a million jobs."""
         async with self._conn.execute(
-            "SELECT model, finished_at - submitted_at FROM ("
-            " SELECT model, finished_at, submitted_at, ROW_NUMBER() OVER"
-            " (PARTITION BY model ORDER BY id DESC) AS n FROM jobs"
-            " WHERE status = 'succeeded' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL"
-            ") WHERE n <= ?",
-            (per_model,),
+            "SELECT model, finished_at - submitted_at FROM jobs"
+            " WHERE id > (SELECT coalesce(max(id), 0) FROM jobs) - ?"
+            " AND status = 'succeeded' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL"
+            " ORDER BY id DESC",
+            (_RECENT_JOBS,),
         ) as cursor:
             rows = await cursor.fetchall()
         samples: dict[str, list[float]] = {}
         for model, seconds in rows:
-            if seconds is not None and seconds > 0:
-                samples.setdefault(model, []).append(float(seconds))
-        return {model: sorted(v)[len(v) // 2] for model, v in samples.items()}
+            found = samples.setdefault(model, [])
+            if seconds is not None and seconds > 0 and len(found) < per_model:
+                found.append(float(seconds))
+        return {model: sorted(v)[len(v) // 2] for model, v in samples.items() if v}
+
+    async def forget_interaction_tokens(self, *, issued_before: float) -> int:
+        """Drop the interaction tokens issued before a time (Discord's expire after 15
+        minutes): they are secrets and most of a row's bytes. Returns how many."""
+        cursor = await self._conn.execute(
+            "UPDATE jobs SET interaction_token = NULL, interaction_at = NULL"
+            " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
+            (issued_before,),
+        )
+        await self._conn.commit()
+        return cursor.rowcount
 
     async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
         """Store a job's outputs and its final fields in one transaction."""
@@ -300,6 +380,46 @@ class JobRepository:
                 [value for row in rows for value in row],
             )
         await self.update(job_id, **fields)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def oldest_files(self, limit: int) -> list[StoredFile]:
+        """Outputs still on disk, oldest job first."""
+        async with self._conn.execute(
+            "SELECT outputs.job_id, outputs.position, outputs.path, outputs.size,"
+            " jobs.created_at FROM outputs JOIN jobs ON jobs.id = outputs.job_id"
+            " WHERE outputs.path IS NOT NULL ORDER BY outputs.job_id LIMIT ?",
+            (limit,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [StoredFile(*row) for row in rows]
+
+    async def bytes_on_disk(self) -> int:
+        """The size of every output still on disk (from the partial index alone)."""
+        async with self._conn.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM outputs WHERE path IS NOT NULL"
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def expire_files(self, files: list[StoredFile], *, at: float) -> None:
+        """Record that these outputs are no longer on disk; a job none of whose outputs is
+        left is marked expired, so history says so instead of showing a broken image."""
+        if not files:
+            return
+        keys = [value for f in files for value in (f.job_id, f.position)]
+        pairs = ", ".join(["(?, ?)"] * len(files))
+        await self._conn.execute(
+            f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})", keys
+        )
+        job_ids = sorted({f.job_id for f in files})
+        await self._conn.execute(
+            "UPDATE jobs SET outputs_expired_at = ?"
+            f" WHERE id IN ({', '.join('?' for _ in job_ids)}) AND NOT EXISTS"
+            " (SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND path IS NOT NULL)",
+            (at, *job_ids),
+        )
+        await self._conn.commit()
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(
@@ -321,30 +441,71 @@ class JobRepository:
         ]
 
 
-def _history_filter(query: HistoryQuery) -> tuple[str, tuple[Any, ...]]:
+def _history_sql(
+    query: HistoryQuery, columns: str, *, order: str | None, fts: bool = True
+) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT for a history query; with `order` ("ASC", "DESC") ordered by id and
+    ending in `LIMIT ?`.
+
+    A search goes through the `jobs_search` FTS5 index first (CROSS JOIN keeps it the outer
+    loop), the server (and member) included in the match, so it reads the matching jobs
+    only, in id order; LIKE then keeps the old meaning ("the prompt contains this text")
+    among them."""
     clauses: list[str] = []
     params: list[Any] = []
+    source, key = "jobs", "jobs.id"
+    words = _WORD.findall(query.search.lower()) if query.search else []
+    if fts and words:
+        source = "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid"
+        key = "jobs_search.rowid"
+        terms = []
+        if query.guild_id is not None:
+            terms.append(f"g{int(query.guild_id)}")
+        if query.user_id is not None:
+            terms.append(f"u{int(query.user_id)}")
+        terms += [f'"{word}"*' for word in words]
+        clauses.append("jobs_search MATCH ?")
+        params.append(" AND ".join(terms))
     for column, value in (
         ("guild_id", query.guild_id),
         ("user_id", query.user_id),
         ("model", query.model),
     ):
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"jobs.{column} = ?")
             params.append(value)
     if query.channel_ids is not None:
         if query.channel_ids:
             ids = sorted(query.channel_ids)
-            clauses.append(f"channel_id IN ({', '.join('?' for _ in ids)})")
+            clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
         else:
             clauses.append("0")
     if query.search:
         escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("prompt LIKE ? ESCAPE '\\'")
+        clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
         params.append(f"%{escaped}%")
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return where, tuple(params)
+    if query.before_id is not None:
+        clauses.append(f"{key} < ?")
+        params.append(query.before_id)
+    if query.after_id is not None:
+        clauses.append(f"{key} > ?")
+        params.append(query.after_id)
+    if columns == _JOB_COLUMNS:
+        source += f" {_WITH_INPUTS}"
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    tail = f" ORDER BY {key} {order} LIMIT ?" if order else ""
+    return f"SELECT {columns} FROM {source}{where}{tail}", tuple(params)
+
+
+def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
+    """Inputs as an input set stores them: compact JSON, the prompt and seed as null
+    placeholders (their columns hold them), so jobs with the same options share one set."""
+    placed = {
+        k: None if (k == "prompt" and v == prompt) or (k == "seed" and v == seed) else v
+        for k, v in inputs.items()
+    }
+    return json.dumps(placed, separators=(",", ":"))
 
 
 def _to_sql(value: Any) -> Any:
@@ -360,7 +521,7 @@ def _job(row: aiosqlite.Row) -> Job:
         id=row["id"],
         model=row["model"],
         prompt=row["prompt"],
-        inputs=json.loads(row["inputs"]),
+        inputs=_inputs(row),
         seed=row["seed"],
         status=JobState(row["status"]),
         requester=Requester(
@@ -386,4 +547,17 @@ def _job(row: aiosqlite.Row) -> Job:
         interaction_at=row["interaction_at"],
         result_message_id=row["result_message_id"],
         posted_at=row["posted_at"],
+        outputs_expired_at=row["outputs_expired_at"],
     )
+
+
+def _inputs(row: aiosqlite.Row) -> dict[str, Any]:
+    shared = row["set_inputs"]
+    if shared is None:  # a row written without an input set: its own JSON
+        own: dict[str, Any] = json.loads(row["inputs"] or "{}")
+        return own if "prompt" in own else {"prompt": row["prompt"], **own}
+    inputs: dict[str, Any] = json.loads(shared)
+    for key in ("prompt", "seed"):
+        if key in inputs and inputs[key] is None:
+            inputs[key] = row[key]
+    return inputs

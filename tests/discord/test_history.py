@@ -10,7 +10,15 @@ import simcord.actors
 from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
 
+from bot.discord_views.history import (
+    COUNT_CAP,
+    MAX_SEARCH,
+    HistoryPageButton,
+    HistoryRequest,
+    page_counts,
+)
 from bot.jobs.job import Job, JobState, Requester
+from bot.jobs.retention import Retention
 from bot.store import NewJob
 from tests.discord.conftest import Harness
 
@@ -118,10 +126,11 @@ async def test_history_pages_with_previous_and_next(harness: Harness) -> None:
     assert entries(h.message(result)) == newest_first[10:20]
 
 
-async def test_paging_works_after_a_restart_and_sees_new_jobs(harness: Harness) -> None:
+async def test_paging_works_after_a_restart_and_new_jobs_do_not_shift_pages(
+    harness: Harness,
+) -> None:
     h = harness
-    for i in range(12):
-        await make_job(h, h.alice, f"cat {i}", created_at=1000.0 + i)
+    made = [await make_job(h, h.alice, f"cat {i}", created_at=1000.0 + i) for i in range(12)]
     result = await h.alice.slash(h.channel, "history", search="cat")
 
     await h.restart()
@@ -130,9 +139,14 @@ async def test_paging_works_after_a_restart_and_sees_new_jobs(harness: Harness) 
 
     page = h.message(result)
     assert footer(page).startswith("Page 2 of 2 · 13 jobs")
-    assert len(entries(page)) == 3
-    assert str(newer.id) not in entries(page)  # newest first: it is on page 1
+    # The page goes on after the last job shown: nothing twice, the new job on page 1.
+    assert entries(page) == [str(made[1].id), str(made[0].id)]
     assert (page.embeds[0].description or "").startswith("Prompt contains: “cat”")
+
+    await h.alice.click(page, label="Previous")
+    page = h.message(result)
+    assert entries(page)[0] == str(newer.id)
+    assert footer(page).startswith("Page 1 of 2")
 
 
 async def test_only_the_person_who_asked_may_page(harness: Harness) -> None:
@@ -288,3 +302,53 @@ async def test_one_job_only_of_this_server_and_in_sight(harness: Harness) -> Non
         )
     own = h.message(await h.bob.slash(h.channel, "history", job=hidden.id))
     assert own.embeds[0].title == f"Job {hidden.id} · Done"
+
+
+async def test_a_job_whose_images_expired_says_so_instead_of_a_broken_image(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.alice.slash(h.channel, "imagine", prompt="a lighthouse")
+    job = await h.finish(await h.last_job())
+    two_days_later = time.time() + 2 * 86400
+    retention = Retention(
+        h.runtime.store,
+        h.runtime.settings.database.outputs_path,
+        keep_days=1,
+        clock=lambda: two_days_later,
+    )
+    assert (await retention.prune()).files == len(job.outputs) == 4
+
+    listed = h.message(await h.alice.slash(h.channel, "history"))
+    assert " · Done · images expired · [result](" in (listed.embeds[0].description or "")
+
+    shown = h.message(await h.alice.slash(h.channel, "history", job=job.id))
+    assert shown.embeds[0].title == f"Job {job.id} · Done"
+    assert shown.attachments == []
+    fields = {f.name: f.value for f in shown.embeds[0].fields}
+    assert fields["Images"] == (
+        f"Images expired <t:{int(two_days_later)}:R> (the bot keeps images for a limited"
+        " time); the posted message may still show them."
+    )
+    assert not any("Image 1" in (value or "") for value in fields.values())  # no dead links
+
+
+def test_the_longest_page_button_fits_discords_custom_id() -> None:
+    longest = HistoryRequest(
+        user_id=2**64 - 1,
+        server=True,
+        model="someone/a-very-long-model-name-indeed",
+        search="x" * MAX_SEARCH,
+        page=9999,
+        cursor=10**9,  # a billion jobs
+        newer=True,
+    )
+    assert len(longest.custom_id()) <= 100
+    match = re.fullmatch(HistoryPageButton.__discord_ui_compiled_template__, longest.custom_id())
+    assert match is not None
+    assert (match["user"], match["cursor"], match["page"]) == ("3w5e11264sgsf", "gjdgxs", "9999")
+
+
+def test_a_large_history_is_not_counted_to_the_end() -> None:
+    assert page_counts(0, 23) == "Page 1 of 3 · 23 jobs"
+    assert page_counts(41, COUNT_CAP) == f"Page 42 · {COUNT_CAP}+ jobs"
