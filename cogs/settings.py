@@ -10,6 +10,7 @@ command to others in its integration settings.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,6 +21,7 @@ from discord.ext import commands
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.catalog.validation import InvalidInput, coerce, describe_allowed
 from bot.discord_views.catalog import MAX_CHOICES, model_choices, shown_value
+from bot.money import usd
 from bot.store import GuildSettings
 
 if TYPE_CHECKING:
@@ -452,8 +454,8 @@ class ServerSettings(
         self,
         guild: GuildSettings,
         defaults: dict[str, dict[str, Any]],
-        total: tuple[int, float],
-        month: tuple[int, float],
+        total: tuple[int, Decimal],
+        month: tuple[int, Decimal],
     ) -> discord.Embed:
         catalog = self.bot.runtime.catalog
         embed = discord.Embed(title="Settings on this server", colour=COLOUR)
@@ -515,8 +517,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _usd(amount: float) -> str:
-    return "$" + f"{amount:.4f}".rstrip("0").rstrip(".")
+def _usd(amount: Decimal) -> str:
+    return usd(amount)
 
 
 def _fit(text: str) -> str:

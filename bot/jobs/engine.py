@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.catalog.catalog import Catalog
+from bot.catalog.pricing import UNKNOWN, Price, PriceBook
 from bot.catalog.validation import InputCaps, InvalidInput, resolve_inputs, to_wire
+from bot.jobs.budget import Budgets
 from bot.jobs.events import EventBus, EventKind, JobEvent, Subscription
 from bot.jobs.job import ErrorKind, Job, JobState, Output, Requester
 from bot.jobs.outputs import save_outputs
@@ -60,6 +62,11 @@ class LimitReached(JobRefused):
         self.retry_at = retry_at
 
 
+class BudgetExceeded(LimitReached):
+    """The job's price would take its server or member past a budget; `retry_at` is when
+    the budget renews."""
+
+
 class CancelOutcome(StrEnum):
     DROPPED = "dropped"  # it had not reached Wiro: removed, no Wiro call
     CANCELLED = "cancelled"  # queued at Wiro: Task/Cancel
@@ -95,6 +102,7 @@ class Prepared:
     model: str  # the slug it runs with
     inputs: dict[str, Any]  # every input resolved, seed included
     guild: GuildSettings | None
+    price: Price = UNKNOWN  # what it will cost, as far as is known
 
 
 class JobEngine:
@@ -119,6 +127,10 @@ class JobEngine:
         self.default_model = default_model
         self.events = EventBus()
         self.estimates = DurationEstimates()
+        self.prices = PriceBook(
+            catalog, store.spend, client, past=store.spend, durations=self.estimates.get
+        )
+        self.budgets = Budgets(store)
         self._rng = rng or random.Random()
         self._watcher: TaskWatcher = watcher or PollingWatcher(
             client,
@@ -145,6 +157,7 @@ class JobEngine:
 
     async def start(self) -> None:
         """Learn model durations and resume every unfinished job of the database."""
+        await self.prices.load()
         for model, seconds in (await self.store.jobs.typical_durations()).items():
             self.estimates.record(model, seconds)
         for job in await self.store.jobs.unfinished():
@@ -173,6 +186,7 @@ class JobEngine:
         )
         self._tasks.clear()
         self._file_writer.shutdown(wait=True)
+        await self.prices.close()
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -212,7 +226,9 @@ class JobEngine:
         given = {"prompt": request.prompt, **request.options}
         inputs = resolve_inputs(model, given, defaults=defaults, caps=caps, rng=self._rng)
         await self._check_daily_limit(request.requester, guild)
-        return Prepared(request, model.slug, inputs, guild)
+        price = await self.prices.estimate(model, inputs)
+        await self._check_budget(request.requester, price)
+        return Prepared(request, model.slug, inputs, guild, price)
 
     async def submit(self, request: JobRequest | Prepared) -> Job:
         """Validate (unless already prepared), store and queue a job. Raises InvalidInput or
@@ -223,16 +239,19 @@ class JobEngine:
         slug, inputs, guild = prepared.model, prepared.inputs, prepared.guild
         if guild is not None:
             self._learn_user_cap(guild)
-        job = await self.store.jobs.create(
-            NewJob(
-                model=slug,
-                prompt=str(inputs["prompt"]),
-                inputs=inputs,
-                seed=int(inputs["seed"]),
-                requester=prepared.request.requester,
-                created_at=time.time(),
+        async with self.budgets.admitting():
+            await self._check_budget(prepared.request.requester, prepared.price)
+            job = await self.store.jobs.create(
+                NewJob(
+                    model=slug,
+                    prompt=str(inputs["prompt"]),
+                    inputs=inputs,
+                    seed=int(inputs["seed"]),
+                    requester=prepared.request.requester,
+                    created_at=time.time(),
+                    estimate=prepared.price.amount,
+                )
             )
-        )
         self._adopt(job)
         self._publish(job)
         await self._enqueue(job)
@@ -264,6 +283,11 @@ class JobEngine:
                 f"You have used your {limit} images per day on this server.",
                 retry_at=retry_at,
             )
+
+    async def _check_budget(self, requester: Requester, price: Price) -> None:
+        refusal = await self.budgets.check(requester, price.amount, now=time.time())
+        if refusal is not None:
+            raise BudgetExceeded(refusal.message, retry_at=refusal.renews_at)
 
     async def _enqueue(self, job: Job, *, front: bool = False) -> None:
         if job.status is not JobState.WAITING:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
+from bot.money import ZERO, from_pico, parse_usd, to_pico
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -36,6 +38,9 @@ _UPDATABLE = frozenset(
 
 _FINAL = tuple(state.value for state in FINAL_STATES)
 
+#: Job fields kept in a column of another name: money is whole picodollars (0002_spend.sql).
+_COLUMN = {"cost": "cost_pico"}
+
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
@@ -46,6 +51,8 @@ class NewJob:
     requester: Requester
     created_at: float
     status: JobState = JobState.CREATED
+    #: The price foreseen (None: unknown); counts against budgets until the cost is known.
+    estimate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +75,7 @@ class JobRepository:
         r = new.requester
         cursor = await self._conn.execute(
             "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-            " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, created_at, estimate_pico) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 r.source,
                 r.guild_id,
@@ -80,6 +87,7 @@ class JobRepository:
                 new.seed,
                 new.status.value,
                 new.created_at,
+                None if new.estimate is None else to_pico(new.estimate),
             ),
         )
         await self._conn.commit()
@@ -94,6 +102,7 @@ class JobRepository:
             status=new.status,
             requester=r,
             created_at=new.created_at,
+            estimate=new.estimate,
         )
 
     async def update(self, job_id: int, **fields: Any) -> None:
@@ -102,8 +111,12 @@ class JobRepository:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if not fields:
             return
-        values = [_to_sql(v) for v in fields.values()]
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+        columns = {
+            _COLUMN.get(name, name): _money_to_sql(v) if name in _COLUMN else _to_sql(v)
+            for name, v in fields.items()
+        }
+        values = list(columns.values())
+        assignments = ", ".join(f"{name} = ?" for name in columns)
         await self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
         await self._conn.commit()
 
@@ -183,15 +196,15 @@ class JobRepository:
             row = await cursor.fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, float]:
-        """(jobs, total cost in USD) for a server since a time."""
+    async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, Decimal]:
+        """(jobs, total cost in USD, exact) for a server since a time."""
         async with self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id IS ?"
+            "SELECT COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs WHERE guild_id IS ?"
             " AND created_at >= ?",
             (guild_id, since),
         ) as cursor:
             row = await cursor.fetchone()
-        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+        return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
 
     async def typical_durations(self, per_model: int = 20) -> dict[str, float]:
         """Median seconds from submission to finish of recent successful jobs, per model."""
@@ -274,6 +287,8 @@ def _history_filter(query: HistoryQuery) -> tuple[str, tuple[Any, ...]]:
 
 
 def _to_sql(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return to_pico(value)
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, (JobState, ErrorKind)):
@@ -304,7 +319,8 @@ def _job(row: aiosqlite.Row) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         elapsed_seconds=row["elapsed_seconds"],
-        cost=row["cost"],
+        cost=_money(row["cost_pico"]),
+        estimate=_money(row["estimate_pico"]),
         error=row["error"],
         error_kind=ErrorKind(row["error_kind"]) if row["error_kind"] else None,
         status_message_id=row["status_message_id"],
@@ -313,3 +329,12 @@ def _job(row: aiosqlite.Row) -> Job:
         result_message_id=row["result_message_id"],
         posted_at=row["posted_at"],
     )
+
+
+def _money_to_sql(value: Any) -> int | None:
+    amount = parse_usd(value)
+    return None if amount is None else to_pico(amount)
+
+
+def _money(pico: int | None) -> Decimal | None:
+    return None if pico is None else from_pico(int(pico))

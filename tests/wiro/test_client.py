@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import aiohttp
 import pytest
 
@@ -36,7 +38,7 @@ async def test_task_walks_to_success_with_outputs(
     assert task.pexit == "0"
     assert [o.name for o in task.outputs] == ["0.png", "1.png", "2.png"]
     assert all(o.contenttype == "image/png" and o.size > 0 for o in task.outputs)
-    assert task.totalcost == pytest.approx(0.009)
+    assert task.totalcost == Decimal("0.009")
     assert task.createtime > 1_700_000_000
     assert wiro.tasks[result.taskid].finished_at is not None
     assert wiro.detail_calls[result.taskid] >= 1
