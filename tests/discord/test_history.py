@@ -85,7 +85,7 @@ async def test_history_shows_when_who_model_prompt_state_and_a_link(harness: Har
     url = f"https://discord.com/channels/{h.guild.id}/{h.channel.id}/{h.message(posted).id}"
     assert second == (
         f"**Job {done.id}** · <t:{int(done.created_at)}:R> · <@{h.alice.id}> · Portrait+ · "
-        f"Done · [result]({url})\n> a \\*lighthouse\\* at dusk"
+        f"Done · $0.01 · [result]({url})\n> a \\*lighthouse\\* at dusk"
     )
     assert footer(message) == "Page 1 of 1 · 2 jobs · /history job:<number> shows one"
     assert message.components == []
