@@ -20,7 +20,8 @@ async def test_models_lists_the_models_this_server_allows(harness: Harness) -> N
         " · about $0.01 a run"
         "\nSD 1.5 DreamBooth for close-up portraits"
     ) in text
-    assert "(`Hevok/Studio-Trigger`) · SDXL LoRA (Pony) · NSFW-capable · about $0.01 a run\n" in text
+    studio = "(`Hevok/Studio-Trigger`) · SDXL LoRA (Pony) · NSFW-capable · about $0.01 a run\n"
+    assert studio in text
 
     guild = await h.runtime.store.guilds.get(h.guild.id)
     await h.runtime.store.guilds.save(
