@@ -11,15 +11,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.discord_views.spend import (
-    BalanceAlert,
-    Usage,
-    announce_crossings,
-    period_start,
-    period_words,
-    usage_chart,
-    usage_embed,
-)
+from bot.discord_views.spend import BalanceAlert, announce_crossings, usage_chart, usage_embed
+from bot.jobs.usage import Usage, period_start, period_words
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
