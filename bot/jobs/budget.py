@@ -111,8 +111,9 @@ class Budgets:
         return None
 
     async def crossings(self, guild_id: int, *, now: float) -> list[Crossing]:
-        """Thresholds of the server's monthly budget its real spend has reached this month and
-        that were not announced yet; each is marked announced as it is returned."""
+        """Thresholds of the server's monthly budget reached this month (costs known, plus the
+        estimates of jobs still running) and not announced yet; each is marked announced as it
+        is returned."""
         budget: Budget = await self.store.spend.budget(guild_id)
         if budget.server_monthly is None or budget.alerts_channel_id is None:
             return []
@@ -122,7 +123,10 @@ class Budgets:
         )
         found: list[Crossing] = []
         reached = [t for t in THRESHOLDS if spent * 100 >= budget.server_monthly * t]
-        for threshold in reached:
+        if not reached:
+            return []
+        told = await self.store.spend.alerted(guild_id, month.key)
+        for threshold in (t for t in reached if t not in told):
             if await self.store.spend.mark_alert(guild_id, month.key, threshold):
                 found.append(
                     Crossing(

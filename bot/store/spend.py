@@ -173,6 +173,14 @@ class SpendRepository:
             row = await cursor.fetchone()
         return from_pico(int(row[0])) if row else Decimal(0)
 
+    async def alerted(self, guild_id: int, month: str) -> set[int]:
+        """The thresholds already announced this month."""
+        async with self._conn.execute(
+            "SELECT threshold FROM budget_alerts WHERE guild_id = ? AND month = ?",
+            (guild_id, month),
+        ) as cursor:
+            return {int(row[0]) for row in await cursor.fetchall()}
+
     async def mark_alert(self, guild_id: int, month: str, threshold: int) -> bool:
         """Record that a threshold's alert goes out; False when it already went this month."""
         cursor = await self._conn.execute(
