@@ -614,6 +614,14 @@ async def budget_words(bot: WiroBot, budget: Budget, *, saved: bool = False) -> 
 async def set_alerts_channel(
     bot: WiroBot, guild_id: int, channel: discord.TextChannel | None
 ) -> str:
+    me = channel.guild.me if channel is not None else None
+    if channel is not None and me is not None:
+        allowed = channel.permissions_for(me)
+        if not (allowed.view_channel and allowed.send_messages):
+            return (
+                f"I can't post in {channel.mention}: I'm missing View Channel or Send Messages "
+                "there. Grant them, or choose another channel."
+            )
     store = bot.runtime.store
     budget = await store.spend.budget(guild_id)
     await store.spend.save_budget(

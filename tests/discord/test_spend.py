@@ -241,6 +241,25 @@ async def test_the_hundred_percent_alert_says_when_the_budget_renews(
     assert await announce_crossings(h.bot, h.guild.id, now=next_month) == 1
 
 
+async def test_alerts_need_a_channel_the_bot_can_post_in(
+    harness: Harness, admin: MemberActor
+) -> None:
+    h = harness
+    me = h.guild.me
+    assert me is not None
+    closed = h.guild.create_text_channel(
+        "closed", overwrites={me: discord.PermissionOverwrite(send_messages=False)}
+    )
+    text = await say(h, admin, "settings alerts", channel=closed)
+    assert text == (
+        f"I can't post in <#{closed.id}>: I'm missing View Channel or Send Messages there. "
+        "Grant them, or choose another channel."
+    )
+    assert (await h.runtime.store.spend.budget(h.guild.id)).alerts_channel_id is None
+    text = await say(h, admin, "settings alerts")
+    assert text.startswith("No more alerts")
+
+
 async def test_wiros_balance_alert_goes_once_per_pause(
     harness: Harness, admin: MemberActor, alerts: ChannelHandle
 ) -> None:
