@@ -16,8 +16,9 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.catalog.catalog import Catalog
 from bot.catalog.loader import spec_from_tool_detail
@@ -26,7 +27,7 @@ from bot.catalog.validation import InvalidInput, describe_allowed
 from bot.jobs.engine import JobEngine, JobRefused, JobRequest
 from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import Job, JobState, Requester
-from bot.jobs.usage import PERIODS, Usage, period_start, period_words
+from bot.jobs.usage import PERIODS, period_start, period_words
 from bot.money import usd
 from bot.runtime import build_client, open_runtime
 from bot.settings import ConfigError, Settings, load_settings
@@ -322,18 +323,20 @@ async def usage(
     """Spend and jobs by member, model and day (UTC), for one server or every job."""
     now = time.time()
     async with await Store.open(settings.database.path) as store:
-        rows = await store.spend.usage(guild_id=guild_id, since=period_start(period, now))
-    summary = Usage(tuple(rows))
+        summary = await store.spend.usage(guild_id=guild_id, since=period_start(period, now))
     whose = f"guild {guild_id}" if guild_id is not None else "all jobs"
     print(f"{whose}, {period_words(period, now)}: {usd(summary.total)}", end="", file=out)
     print(f" for {summary.jobs} job{'' if summary.jobs == 1 else 's'}", file=out)
-    if not rows:
+    if not summary.days:
         return EXIT_OK
-    sections: list[tuple[str, str]] = [("by member", "user_id"), ("by model", "model")]
-    sections.append(("by day (UTC)", "day"))
-    for title, key in sections:
+    sections: list[tuple[str, list[tuple[Any, Decimal, int]]]] = [
+        ("by member", list(summary.by_member())),
+        ("by model", list(summary.by_model())),
+        ("by day (UTC)", list(summary.by_day())),
+    ]
+    for title, lines in sections:
         print(f"\n{title}:", file=out)
-        for value, spent, jobs in summary.by(key):
+        for value, spent, jobs in lines:
             name = value if value is not None else "command line"
             noun = "job" if jobs == 1 else "jobs"
             print(f"  {name!s:<32} {usd(spent):>10}  {jobs:>5} {noun}", file=out)

@@ -12,7 +12,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.discord_views.spend import BalanceAlert, announce_crossings, usage_chart, usage_embed
-from bot.jobs.usage import Usage, period_start, period_words
+from bot.jobs.usage import period_start, period_words
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
@@ -64,12 +64,11 @@ class UsageCog(commands.Cog, name="Usage"):
         await interaction.response.defer(ephemeral=True, thinking=True)
         now = time.time()
         runtime = self.bot.runtime
-        rows = await runtime.store.spend.usage(
+        usage = await runtime.store.spend.usage(
             guild_id=guild_id,
             since=period_start(period, now),
             user_id=interaction.user.id if scope == "mine" else None,
         )
-        usage = Usage(tuple(rows))
         chart = await usage_chart(usage, runtime.catalog)
         whose = "Your spend on this server" if scope == "mine" else "This server's spend"
         embed = usage_embed(

@@ -15,9 +15,8 @@ import discord
 
 from bot.catalog.catalog import Catalog
 from bot.jobs.budget import Crossing
-from bot.jobs.usage import Usage
 from bot.money import ZERO, usd
-from bot.store.spend import UsageRow
+from bot.store.spend import Usage, UsageRow
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
@@ -108,19 +107,19 @@ def usage_embed(
     usage: Usage, *, title: str, catalog: Catalog, by_member: bool, chart: bool
 ) -> discord.Embed:
     embed = discord.Embed(title=title, colour=COLOUR)
-    if not usage.rows:
+    if not usage.days:
         embed.description = "No jobs in this period."
         return embed
     embed.description = f"**{usd(usage.total)}** for {_jobs(usage.jobs)}."
     if by_member:
         lines = [
             (f"<@{k}>" if k is not None else "command line") + f": {usd(m)} · {_jobs(n)}"
-            for k, m, n in usage.by("user_id")
+            for k, m, n in usage.by_member()
         ]
         embed.add_field(name="By member", value=_lines(lines), inline=False)
-    lines = [f"{_model(catalog, str(k))}: {usd(m)} · {_jobs(n)}" for k, m, n in usage.by("model")]
+    lines = [f"{_model(catalog, k)}: {usd(m)} · {_jobs(n)}" for k, m, n in usage.by_model()]
     embed.add_field(name="By model", value=_lines(lines), inline=False)
-    days = usage.by("day")
+    days = usage.by_day()
     lines = [f"{k}: {usd(m)} · {_jobs(n)}" for k, m, n in days[-_LIST:]]
     embed.add_field(name="By day (UTC)", value=_lines(lines), inline=False)
     if chart:
@@ -146,9 +145,9 @@ def _lines(lines: list[str]) -> str:
 
 async def usage_chart(usage: Usage, catalog: Catalog) -> discord.File | None:
     """Spend per day, stacked by model, as a PNG (drawn in a thread: matplotlib blocks)."""
-    if not usage.rows or usage.total == 0:
+    if not usage.days or usage.total == 0:
         return None
-    png = await asyncio.to_thread(draw_chart, usage.rows, catalog)
+    png = await asyncio.to_thread(draw_chart, usage.days, catalog)
     return discord.File(io.BytesIO(png), filename="usage.png")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import aiosqlite
@@ -20,6 +21,7 @@ _CHARGE = (
     " WHEN status IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN 0"
     " ELSE COALESCE(estimate_pico, 0) END"
 )
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Jobs that count in usage: not those cancelled before they reached Wiro.
 _COUNTED = "NOT (status = 'cancelled' AND task_id IS NULL)"
 
@@ -37,11 +39,61 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    day: str  # YYYY-MM-DD, UTC
+    """Jobs and spend of one model on one UTC day."""
+
+    day: str  # YYYY-MM-DD
     model: str
-    user_id: int | None
     jobs: int
     cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class MemberUsage:
+    user_id: int | None  # None: the command line
+    jobs: int
+    cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Spend summed exactly by day and model, and by member."""
+
+    days: tuple[UsageRow, ...] = ()
+    members: tuple[MemberUsage, ...] = ()
+
+    @property
+    def total(self) -> Decimal:
+        return sum((r.cost for r in self.days), Decimal(0))
+
+    @property
+    def jobs(self) -> int:
+        return sum(r.jobs for r in self.days)
+
+    def by_member(self) -> list[tuple[int | None, Decimal, int]]:
+        """(member, spend, jobs), most spent first."""
+        ranked = sorted(self.members, key=lambda m: (-m.cost, -m.jobs))
+        return [(m.user_id, m.cost, m.jobs) for m in ranked]
+
+    def by_model(self) -> list[tuple[str, Decimal, int]]:
+        """(model, spend, jobs), most spent first."""
+        return _summed(self.days, "model", ranked=True)
+
+    def by_day(self) -> list[tuple[str, Decimal, int]]:
+        """(YYYY-MM-DD, spend, jobs), in date order."""
+        return _summed(self.days, "day", ranked=False)
+
+
+def _summed(
+    rows: tuple[UsageRow, ...], key: str, *, ranked: bool
+) -> list[tuple[str, Decimal, int]]:
+    money: dict[str, Decimal] = {}
+    jobs: dict[str, int] = {}
+    for row in rows:
+        k = str(getattr(row, key))
+        money[k] = money.get(k, Decimal(0)) + row.cost
+        jobs[k] = jobs.get(k, 0) + row.jobs
+    keys = sorted(money, key=lambda k: (-money[k], k)) if ranked else sorted(money)
+    return [(k, money[k], jobs[k]) for k in keys]
 
 
 class SpendRepository:
@@ -195,8 +247,8 @@ class SpendRepository:
 
     async def usage(
         self, *, guild_id: int | None, since: float, user_id: int | None = None
-    ) -> list[UsageRow]:
-        """Jobs and spend by UTC day, model and member. `guild_id` None: every job, the
+    ) -> Usage:
+        """Jobs and spend by UTC day and model, and by member. `guild_id` None: every job, the
         command line's too."""
         clauses = [_COUNTED, "created_at >= ?"]
         params: list[object] = [since]
@@ -206,16 +258,31 @@ class SpendRepository:
         if user_id is not None:
             clauses.append("user_id = ?")
             params.append(user_id)
+        where = " AND ".join(clauses)
+        # UTC day numbers group faster than date strings; they are named below.
         async with self._conn.execute(
-            "SELECT strftime('%Y-%m-%d', created_at, 'unixepoch') AS day, model, user_id,"
-            " COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs"
-            f" WHERE {' AND '.join(clauses)} GROUP BY day, model, user_id ORDER BY day",
+            "SELECT CAST(created_at / 86400 AS INTEGER) AS day, model, COUNT(*),"
+            f" COALESCE(SUM(cost_pico), 0) FROM jobs WHERE {where} GROUP BY day, model",
             params,
         ) as cursor:
-            rows = await cursor.fetchall()
-        return [
-            UsageRow(row[0], row[1], row[2], int(row[3]), from_pico(int(row[4]))) for row in rows
-        ]
+            days = [
+                UsageRow(_date(row[0]), row[1], int(row[2]), from_pico(int(row[3])))
+                for row in await cursor.fetchall()
+            ]
+        async with self._conn.execute(
+            f"SELECT user_id, COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs WHERE {where}"
+            " GROUP BY user_id",
+            params,
+        ) as cursor:
+            members = [
+                MemberUsage(row[0], int(row[1]), from_pico(int(row[2])))
+                for row in await cursor.fetchall()
+            ]
+        return Usage(tuple(days), tuple(members))
+
+
+def _date(day: int) -> str:
+    return (_EPOCH + timedelta(days=int(day))).strftime("%Y-%m-%d")
 
 
 def _dollars(pico: int | None) -> Decimal | None:
