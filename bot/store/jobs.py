@@ -38,9 +38,6 @@ _UPDATABLE = frozenset(
 
 _FINAL = tuple(state.value for state in FINAL_STATES)
 
-#: Job fields kept in a column of another name: money is whole picodollars (0002_spend.sql).
-_COLUMN = {"cost": "cost_pico"}
-
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
@@ -75,7 +72,8 @@ class JobRepository:
         r = new.requester
         cursor = await self._conn.execute(
             "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-            " status, created_at, estimate_pico) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " status, created_at, estimate_pico, pixels)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 r.source,
                 r.guild_id,
@@ -88,6 +86,7 @@ class JobRepository:
                 new.status.value,
                 new.created_at,
                 None if new.estimate is None else to_pico(new.estimate),
+                _pixels(new.inputs),
             ),
         )
         await self._conn.commit()
@@ -111,10 +110,12 @@ class JobRepository:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if not fields:
             return
-        columns = {
-            _COLUMN.get(name, name): _money_to_sql(v) if name in _COLUMN else _to_sql(v)
-            for name, v in fields.items()
-        }
+        columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
+        if "cost" in fields:
+            # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
+            amount = parse_usd(fields["cost"])
+            columns["cost_pico"] = None if amount is None else to_pico(amount)
+            columns["cost"] = None if amount is None else float(amount)
         values = list(columns.values())
         assignments = ", ".join(f"{name} = ?" for name in columns)
         await self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
@@ -331,9 +332,16 @@ def _job(row: aiosqlite.Row) -> Job:
     )
 
 
-def _money_to_sql(value: Any) -> int | None:
-    amount = parse_usd(value)
-    return None if amount is None else to_pico(amount)
+def _pixels(inputs: dict[str, Any]) -> int | None:
+    """Output pixels (width x height x samples), to price a job by similar past ones."""
+    try:
+        return (
+            int(inputs.get("width") or 1024)
+            * int(inputs.get("height") or 1024)
+            * int(inputs.get("samples") or 1)
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 def _money(pico: int | None) -> Decimal | None:

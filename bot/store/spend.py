@@ -145,14 +145,9 @@ class SpendRepository:
     async def median_cost(self, model: str, pixels: int, *, recent: int = 25) -> Decimal | None:
         """Median cost of this model's recent successful jobs whose output pixels (width x
         height x samples) are within a factor 1.5 of `pixels`."""
-        size = (
-            "COALESCE(json_extract(inputs, '$.width'), 1024)"
-            " * COALESCE(json_extract(inputs, '$.height'), 1024)"
-            " * COALESCE(json_extract(inputs, '$.samples'), 1)"
-        )
         async with self._conn.execute(
-            f"SELECT cost_pico FROM jobs WHERE model = ? AND status = 'succeeded'"
-            f" AND cost_pico > 0 AND {size} BETWEEN ? AND ? ORDER BY id DESC LIMIT ?",
+            "SELECT cost_pico FROM jobs WHERE model = ? AND status = 'succeeded'"
+            " AND cost_pico > 0 AND pixels BETWEEN ? AND ? ORDER BY id DESC LIMIT ?",
             (model, pixels / 1.5, pixels * 1.5, recent),
         ) as cursor:
             costs = sorted(int(row[0]) for row in await cursor.fetchall())
