@@ -154,6 +154,22 @@ async def test_a_members_daily_budget_counts_only_their_jobs_of_today(
     assert not allowed.ephemeral
 
 
+async def test_a_members_monthly_budget_counts_their_month_in_every_channel(
+    harness: Harness, admin: MemberActor
+) -> None:
+    h = harness
+    await say(h, admin, "settings budget", member_monthly=1)
+    start = month_of(time.time()).start.timestamp()
+    await spent_before(h, "0.999", created_at=start + 1, user_id=h.alice.id)
+
+    refused = await h.alice.slash(h.nsfw_channel, "imagine", prompt="a", model=PORTRAIT)
+    now = time.time()
+    assert h.message(refused).content == (
+        f"You have $0.0010 left of your $1.00 for {month_of(now).name}; this job costs about "
+        f"$0.01. The budget renews <t:{renews(now)}:R>."
+    )
+
+
 async def test_last_months_spend_does_not_count_this_month(
     harness: Harness, admin: MemberActor
 ) -> None:

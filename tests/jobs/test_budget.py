@@ -108,3 +108,19 @@ async def test_periods_are_utc_calendar_days_and_months(store: Store) -> None:
     )
     assert bob_refused.renews_at == first_second
     assert await budgets.check(BOB, Decimal("0.001"), now=first_second) is None
+
+
+async def test_a_job_of_unknown_price_runs_while_something_is_left(store: Store) -> None:
+    budgets = Budgets(store)
+    await budget(store, server_monthly="0.01")
+    now = datetime(2026, 11, 15, tzinfo=UTC).timestamp()
+    assert await budgets.check(ALICE, None, now=now) is None
+    job = await store.jobs.create(
+        NewJob(model="m/x", prompt="p", inputs={}, seed=1, requester=BOB, created_at=now - 5)
+    )
+    await store.jobs.update(job.id, status=JobState.SUCCEEDED, cost=Decimal("0.01"), task_id="1")
+    refusal = await budgets.check(ALICE, None, now=now)
+    assert refusal is not None
+    assert refusal.message == (
+        "This server has $0.00 left of its $0.01 for November; this job costs an unknown amount."
+    )
