@@ -16,15 +16,19 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.catalog.catalog import Catalog
 from bot.catalog.loader import spec_from_tool_detail
+from bot.catalog.pricing import PriceBook
 from bot.catalog.validation import InvalidInput, describe_allowed
 from bot.jobs.engine import JobEngine, JobRefused, JobRequest
 from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import Job, JobState, Requester
+from bot.jobs.usage import PERIODS, period_start, period_words
+from bot.money import usd
 from bot.runtime import build_client, open_runtime
 from bot.settings import ConfigError, Settings, load_settings
 from bot.store import HistoryQuery, Store
@@ -76,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="recent jobs")
     history.add_argument("--limit", type=_positive_int, default=20, metavar="N")
 
+    usage = commands.add_parser("usage", help="what the jobs cost, by member, model and day")
+    usage.add_argument("--guild", type=int, metavar="ID", help="one server (default: all jobs)")
+    usage.add_argument("--period", choices=PERIODS, default="month", help="default: month")
+
     commands.add_parser("models", help="the models and their inputs")
     commands.add_parser("check", help="check settings, Wiro credentials and the Discord token")
     return parser
@@ -121,6 +129,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(imagine(settings, args))
         if command == "history":
             return asyncio.run(history(settings, args.limit))
+        if command == "usage":
+            return asyncio.run(usage(settings, args.guild, args.period))
         if command == "models":
             return asyncio.run(models(settings))
         if command == "check":
@@ -158,7 +168,10 @@ async def imagine(settings: Settings, args: argparse.Namespace, out: TextIO = sy
                     print(f"wirobot: {exc}", file=sys.stderr)
                     return EXIT_FAILED
                 started = time.monotonic()
-                _say(out, started, f"job {job.id}: {job.model}, seed {job.seed}")
+                price = (
+                    f"about {usd(job.estimate)}" if job.estimate is not None else "price unknown"
+                )
+                _say(out, started, f"job {job.id}: {job.model}, seed {job.seed}, {price}")
                 final = await _follow(engine, events, job, started, interrupted, out)
             return _report(final, Path(args.out), started, out)
     finally:
@@ -215,7 +228,7 @@ def _describe(job: Job) -> str:
         case JobState.RUNNING:
             return "generating"
         case JobState.SUCCEEDED:
-            cost = f", cost ${job.cost:.4f}" if job.cost else ""
+            cost = f", cost {usd(job.cost)}" if job.cost is not None else ""
             return f"done in {job.elapsed_seconds or 0:.1f}s{cost}"
         case JobState.FAILED:
             return f"failed: {job.error}"
@@ -255,8 +268,10 @@ async def history(settings: Settings, limit: int, out: TextIO = sys.stdout) -> i
         when = datetime.fromtimestamp(job.created_at).strftime("%Y-%m-%d %H:%M")
         prompt = job.prompt if len(job.prompt) <= 60 else job.prompt[:59] + "…"
         where = "cli" if job.guild_id is None else f"guild {job.guild_id}"
+        cost = usd(job.cost) if job.cost is not None else "-"
         print(
-            f"#{job.id:<5} {when}  {job.status.value:<9} {job.model:<30} {where:<24} {prompt}",
+            f"#{job.id:<5} {when}  {job.status.value:<9} {cost:>8} {job.model:<30} {where:<24}"
+            f" {prompt}",
             file=out,
         )
     return EXIT_OK
@@ -274,10 +289,19 @@ async def models(settings: Settings, out: TextIO = sys.stdout) -> int:
                     catalog.add(spec_from_tool_detail(ToolDetail.model_validate(cached)))
                 except ValueError as exc:  # pydantic's and the loader's errors included
                     print(f"({slug}: {exc})", file=out)
+    async with await Store.open(settings.database.path) as store:
+        prices = PriceBook(catalog, store.spend, None)
+        await prices.load()
     for model in catalog.all():
         marks = " [default]" if model.slug == settings.models.default else ""
         marks += " [NSFW-capable]" if model.nsfw else ""
         print(f"{model.slug}{marks}\n  {model.display_name}: {model.description}", file=out)
+        price = prices.list_price(model)
+        print(
+            f"  price: {price.words} a run with its defaults"
+            + ("" if price.amount is not None else " (the bot reads prices from Wiro at start)"),
+            file=out,
+        )
         if model.trigger_words:
             print(f"  trigger words: {', '.join(model.trigger_words)}", file=out)
         for spec in model.inputs:
@@ -290,6 +314,32 @@ async def models(settings: Settings, out: TextIO = sys.stdout) -> int:
                 f"    --{spec.option.replace('_', '-'):<17} {describe_allowed(spec)}{default}",
                 file=out,
             )
+    return EXIT_OK
+
+
+async def usage(
+    settings: Settings, guild_id: int | None, period: str, out: TextIO = sys.stdout
+) -> int:
+    """Spend and jobs by member, model and day (UTC), for one server or every job."""
+    now = time.time()
+    async with await Store.open(settings.database.path) as store:
+        summary = await store.spend.usage(guild_id=guild_id, since=period_start(period, now))
+    whose = f"guild {guild_id}" if guild_id is not None else "all jobs"
+    print(f"{whose}, {period_words(period, now)}: {usd(summary.total)}", end="", file=out)
+    print(f" for {summary.jobs} job{'' if summary.jobs == 1 else 's'}", file=out)
+    if not summary.days:
+        return EXIT_OK
+    sections: list[tuple[str, list[tuple[Any, Decimal, int]]]] = [
+        ("by member", list(summary.by_member())),
+        ("by model", list(summary.by_model())),
+        ("by day (UTC)", list(summary.by_day())),
+    ]
+    for title, lines in sections:
+        print(f"\n{title}:", file=out)
+        for value, spent, jobs in lines:
+            name = value if value is not None else "command line"
+            noun = "job" if jobs == 1 else "jobs"
+            print(f"  {name!s:<32} {usd(spent):>10}  {jobs:>5} {noun}", file=out)
     return EXIT_OK
 
 

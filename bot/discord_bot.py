@@ -25,7 +25,7 @@ discord.VoiceClient.warn_nacl = False
 discord.VoiceClient.warn_dave = False
 
 #: Extensions loaded at start, one cog a module.
-EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings")
+EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings", "cogs.usage")
 
 
 class WiroBot(commands.Bot):

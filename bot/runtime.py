@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -56,6 +57,17 @@ def build_client(settings: Settings, session: aiohttp.ClientSession) -> WiroClie
     )
 
 
+async def read_prices(engine: JobEngine, *, within: float = 15.0) -> None:
+    """Read the prices a day old or never read (the kept ones serve meanwhile, and if Wiro
+    cannot be reached); then again once a day, in the background."""
+    try:
+        async with asyncio.timeout(within):
+            await engine.prices.refresh()
+    except TimeoutError:
+        log.warning("model prices not read from Wiro within %ss; the kept ones serve", within)
+    engine.prices.start()
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, start_engine: bool = True) -> AsyncIterator[Runtime]:
     """Open the HTTP session and the database, load the catalog, start the engine; close all
@@ -98,4 +110,5 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
             )
             retention.start()
             stack.push_async_callback(retention.close)
+            await read_prices(engine)
         yield Runtime(settings, session, store, catalog, client, engine)

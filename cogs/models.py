@@ -34,10 +34,12 @@ class Models(commands.Cog):
         default_model = (guild.default_model if guild else None) or runtime.engine.default_model
         if model is None:
             models = [m for m in catalog.all() if guild is None or guild.allows(m.slug)]
+            prices = runtime.engine.prices
             embed = models_embed(
                 models,
                 default_model=default_model,
                 turned_off=len(catalog) - len(models),
+                prices={m.slug: prices.list_price(m).words for m in models},
             )
             await interaction.response.send_message(embed=embed, ephemeral=True)
             return
@@ -49,7 +51,8 @@ class Models(commands.Cog):
         defaults = (
             await runtime.store.guilds.model_defaults(guild.guild_id, spec.slug) if guild else {}
         )
-        embed = model_embed(spec, guild, defaults, default_model=default_model)
+        price = runtime.engine.prices.list_price(spec).words
+        embed = model_embed(spec, guild, defaults, default_model=default_model, price=price)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @models.autocomplete("model")

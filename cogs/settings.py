@@ -9,7 +9,9 @@ command to others in its integration settings.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -20,7 +22,10 @@ from discord.ext import commands
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.catalog.validation import InvalidInput, coerce, describe_allowed
 from bot.discord_views.catalog import MAX_CHOICES, model_choices, shown_value
+from bot.jobs.budget import month_of
+from bot.money import dollars_option, usd
 from bot.store import GuildSettings
+from bot.store.spend import Budget
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
@@ -267,6 +272,39 @@ class ServerSettings(
             interaction, "NSFW-capable models now run " + _nsfw_words(allow_everywhere) + "."
         )
 
+    @app_commands.command(name="budget", description="Spending budgets in dollars; 0 clears one")
+    @app_commands.describe(
+        server_monthly="Most the whole server may spend per calendar month (UTC)",
+        member_daily="Most one member may spend per day (UTC)",
+        member_monthly="Most one member may spend per calendar month (UTC)",
+    )
+    async def budget(
+        self,
+        interaction: discord.Interaction[Any],
+        server_monthly: Range[float, 0, 1_000_000] | None = None,
+        member_daily: Range[float, 0, 1_000_000] | None = None,
+        member_monthly: Range[float, 0, 1_000_000] | None = None,
+    ) -> None:
+        guild_id = await self._admin_guild(interaction)
+        if guild_id is None:
+            return
+        given = {
+            "server_monthly": server_monthly,
+            "member_daily": member_daily,
+            "member_monthly": member_monthly,
+        }
+        await _say(interaction, await set_budget(self.bot, guild_id, given))
+
+    @app_commands.command(name="alerts", description="Where budget and Wiro balance alerts go")
+    @app_commands.describe(channel="The channel for alerts; leave empty to stop them")
+    async def alerts(
+        self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
+    ) -> None:
+        guild_id = await self._admin_guild(interaction)
+        if guild_id is None:
+            return
+        await _say(interaction, await set_alerts_channel(self.bot, guild_id, channel))
+
     # -- autocomplete --------------------------------------------------------------------------
 
     @model.autocomplete("model")
@@ -452,8 +490,8 @@ class ServerSettings(
         self,
         guild: GuildSettings,
         defaults: dict[str, dict[str, Any]],
-        total: tuple[int, float],
-        month: tuple[int, float],
+        total: tuple[int, Decimal],
+        month: tuple[int, Decimal],
     ) -> discord.Embed:
         catalog = self.bot.runtime.catalog
         embed = discord.Embed(title="Settings on this server", colour=COLOUR)
@@ -515,8 +553,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _usd(amount: float) -> str:
-    return "$" + f"{amount:.4f}".rstrip("0").rstrip(".")
+def _usd(amount: Decimal) -> str:
+    return usd(amount)
 
 
 def _fit(text: str) -> str:
@@ -525,6 +563,76 @@ def _fit(text: str) -> str:
 
 async def _say(interaction: discord.Interaction[Any], text: str) -> None:
     await interaction.response.send_message(text, ephemeral=True)
+
+
+# -- budgets and alerts -------------------------------------------------------------------------
+
+_BUDGET_OPTIONS = ("server_monthly", "member_daily", "member_monthly")
+
+
+async def set_budget(bot: WiroBot, guild_id: int, given: dict[str, float | None]) -> str:
+    """Save the budgets given (0 clears one); the server's budgets and spend, in words."""
+    store = bot.runtime.store
+    budget = await store.spend.budget(guild_id)
+    changes: dict[str, Any] = {}
+    for option in _BUDGET_OPTIONS:
+        value = given.get(option)
+        if value is None:
+            continue
+        amount = dollars_option(value)
+        if amount is None:
+            return f"{option} must be an amount in dollars from 0 to 1000000 (got {value})."
+        changes[option] = amount or None
+    if changes:
+        budget = dataclasses.replace(budget, **changes)
+        await store.spend.save_budget(budget)
+    return await budget_words(bot, budget, saved=bool(changes))
+
+
+async def budget_words(bot: WiroBot, budget: Budget, *, saved: bool = False) -> str:
+    now = time.time()
+    month = month_of(now)
+    spent = await bot.runtime.store.spend.committed(
+        guild_id=budget.guild_id, since=month.start.timestamp(), until=month.end.timestamp()
+    )
+
+    def shown(amount: Decimal | None) -> str:
+        return usd(amount) if amount is not None else "none"
+
+    lines = [
+        "**Budgets on this server" + (" (saved)**" if saved else "**"),
+        f"Server per month: {shown(budget.server_monthly)}"
+        f" ({usd(spent)} spent or running in {month.name})",
+        f"Each member per day: {shown(budget.member_daily)}",
+        f"Each member per month: {shown(budget.member_monthly)}",
+    ]
+    if budget.server_monthly is not None and budget.alerts_channel_id is None:
+        lines.append("Alerts at 50 %, 80 % and 100 % need a channel: `/settings alerts`.")
+    return "\n".join(lines)
+
+
+async def set_alerts_channel(
+    bot: WiroBot, guild_id: int, channel: discord.TextChannel | None
+) -> str:
+    me = channel.guild.me if channel is not None else None
+    if channel is not None and me is not None:
+        allowed = channel.permissions_for(me)
+        if not (allowed.view_channel and allowed.send_messages):
+            return (
+                f"I can't post in {channel.mention}: I'm missing View Channel or Send Messages "
+                "there. Grant them, or choose another channel."
+            )
+    store = bot.runtime.store
+    budget = await store.spend.budget(guild_id)
+    await store.spend.save_budget(
+        dataclasses.replace(budget, alerts_channel_id=channel.id if channel else None)
+    )
+    if channel is None:
+        return "No more alerts: budget and Wiro balance alerts are off on this server."
+    return (
+        f"Alerts go to {channel.mention}: when this server's spend reaches 50 %, 80 % and "
+        "100 % of its monthly budget, and when Wiro's balance runs out."
+    )
 
 
 async def setup(bot: WiroBot) -> None:

@@ -210,3 +210,33 @@ async def test_models_lists_extra_models_the_bot_has_read_from_wiro(
     assert result.code == 0
     assert "someone/Watercolour-XL" in result.out
     assert "someone/Unread: not read from Wiro yet" in result.out
+
+
+async def test_the_price_before_the_cost_after_and_usage_on_the_command_line(
+    cli_env: dict[str, str], tmp_path: Path, wiro: WiroStandIn
+) -> None:
+    before = await wirobot(cli_env, tmp_path, "models")
+    assert "price: unknown a run with its defaults (the bot reads prices" in before.out
+
+    result = await wirobot(cli_env, tmp_path, "imagine", "a paper boat", "--samples", "2")
+    assert result.code == 0, result.err
+    assert f"{MODEL}, seed" in result.out and ", about $0.0060" in result.out
+    assert "cost $0.0060" in result.out
+
+    listed = await wirobot(cli_env, tmp_path, "history")
+    assert "succeeded  $0.0060 " in listed.out
+
+    models = await wirobot(cli_env, tmp_path, "models")  # the prices kept at the run's start
+    assert "price: about $0.0030 a run with its defaults\n" in models.out
+
+    spent = await wirobot(cli_env, tmp_path, "usage", "--period", "all")
+    assert spent.code == 0, spent.err
+    lines = spent.out.splitlines()
+    assert lines[0] == "all jobs, all time: $0.0060 for 1 job"
+    assert any(line.split() == ["command", "line", "$0.0060", "1", "job"] for line in lines)
+    assert any(line.split() == [MODEL, "$0.0060", "1", "job"] for line in lines)
+
+    other = await wirobot(cli_env, tmp_path, "usage", "--guild", "5", "--period", "today")
+    assert other.out.splitlines() == ["guild 5, today (UTC): $0.00 for 0 jobs"]
+    bad = await wirobot(cli_env, tmp_path, "usage", "--period", "year")
+    assert bad.code == 2 and "invalid choice" in bad.err

@@ -37,12 +37,13 @@ async def test_an_extra_model_is_read_through_tool_detail_once_and_cached(
         assert model.source == "wiro"
         assert model.input("prompt") is not None
         assert await runtime.store.tools.get_tool_detail(EXTRA) is not None
-    assert wiro.calls["tool_detail"] == 1
+    # Once for the model's inputs, then once per model (the five seeds and it) for prices.
+    assert wiro.calls["tool_detail"] == 1 + 6
     assert (tmp_path / "db").is_dir()
 
     async with open_runtime(settings) as runtime:
         assert runtime.catalog.get(EXTRA) is not None
-    assert wiro.calls["tool_detail"] == 1  # from the database the second time
+    assert wiro.calls["tool_detail"] == 1 + 6  # from the database the second time
 
 
 async def test_an_extra_model_wiro_does_not_know_is_skipped_not_fatal(

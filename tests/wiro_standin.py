@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from types import TracebackType
 from typing import Any
@@ -102,8 +103,12 @@ FAILED_TRACEBACK = (
 )
 TASK_ERROR_MESSAGE = "Task could not be started: model files could not be loaded."
 
-#: Cost of one output image of a successful task, in dollars.
+#: Cost of one output image of a successful task, in dollars (also its `cpo` price).
 COST_PER_IMAGE = 0.003
+#: What a cancelled or killed task shows as its `totalcost` (the seed's Cancel/Kill answers).
+STOPPED_COST = "0.000585000000"
+#: Tool/Detail's `approximatelycost` for every model unless `set_pricing` says otherwise.
+APPROXIMATE_COST = "0.004000000000"
 
 #: The statuses between task_queue and the end, sharing `run_seconds` evenly.
 WORKING = (
@@ -381,13 +386,14 @@ class WiroStandIn:
         self._max_nonce = 0
         self._files: dict[str, tuple[bytes, str, bool]] = {}
         self._tools: dict[str, dict[str, Any]] = {}
+        self._pricing: dict[str, dict[str, Any]] = {}
         self._runner: web.AppRunner | None = None
         #: Faults every call of an endpoint gets until `stop_failing` (see `fail_always`).
         self._always: dict[str, tuple[str, float | None]] = {}
         #: Task/Detail answers "There is no task yet." this many times for each new task.
         self.hide_new_tasks = 0
         #: `totalcost` of a task stopped by Cancel or Kill (the seeds show it can be non-zero).
-        self.stop_cost = 0.0
+        self.stop_cost = float(STOPPED_COST)
         #: Wiro's WebSocket (see the section "The socket" below); `socket_url` once started.
         self.socket = SocketSide(self)
         self.socket_url = ""
@@ -565,6 +571,26 @@ class WiroStandIn:
             "categories": list(categories),
             "parameters": [{"title": "Inputs", "items": items}],
         }
+
+    # -- pricing: Tool/Detail's dynamicprice and approximatelycost ----------------------------
+
+    def set_pricing(
+        self,
+        slug: str,
+        dynamicprice: list[dict[str, Any]] | str | None = None,
+        approximatelycost: str | None = None,
+    ) -> None:
+        """What Tool/Detail says of `slug`'s price: `dynamicprice` (a list, or the JSON string
+        Wiro may send; None: none) and `approximatelycost` (None: none)."""
+        self._pricing[slug] = {
+            "dynamicprice": dynamicprice,
+            "approximatelycost": approximatelycost,
+        }
+
+    def _pricing_of(self, slug: str) -> dict[str, Any]:
+        return self._pricing.get(slug, default_pricing())
+
+    # -----------------------------------------------------------------------------------------
 
     def outputs_of(self, task_id: str) -> list[dict[str, str]]:
         """The outputs Task/Detail shows for a finished successful task."""
@@ -815,7 +841,7 @@ class WiroStandIn:
             outputs = self._outputs(task)
             if status is TaskStatus.POSTPROCESS_END:
                 pexit = "0"
-                cost = f"{COST_PER_IMAGE * task.images:.4f}"
+                cost = f"{Decimal(str(COST_PER_IMAGE)) * task.images:.12f}"
                 debugoutput = "Loading pipeline components...\n100%|##########| done\n"
         return {
             "id": task.id,
@@ -940,7 +966,8 @@ class WiroStandIn:
             if self.models is not None and slug not in self.models:
                 return self._envelope(1, "Tool not found")
             self.add_tool(slug, default_tool_items())
-        return web.json_response({"result": True, "errors": [], "tool": [self._tools[slug]]})
+        tool = {**self._tools[slug], **self._pricing_of(slug)}
+        return web.json_response({"result": True, "errors": [], "tool": [tool]})
 
     async def _handle_cdn(self, request: web.Request) -> web.StreamResponse:
         fault = self._take_fault("cdn")
@@ -976,6 +1003,18 @@ class WiroStandIn:
             raise web.HTTPNotFound()
         content = png_bytes(colour_for(task.inputs.get("seed", ""), int(index_text)))
         return web.Response(body=content, content_type="image/png")
+
+
+# -- pricing: Tool/Detail's dynamicprice and approximatelycost ---------------------------------
+
+
+def default_pricing() -> dict[str, Any]:
+    """Tool/Detail's price of every model unless `set_pricing` says otherwise: `cpo` at
+    COST_PER_IMAGE (what a success costs), approximatelycost APPROXIMATE_COST."""
+    return {
+        "dynamicprice": [{"inputs": {}, "price": COST_PER_IMAGE, "priceMethod": "cpo"}],
+        "approximatelycost": APPROXIMATE_COST,
+    }
 
 
 def default_tool_items() -> list[dict[str, Any]]:

@@ -69,7 +69,11 @@ def shown_value(spec: InputSpec | None, value: object) -> str:
 
 
 def models_embed(
-    models: list[ModelSpec], *, default_model: str, turned_off: int = 0
+    models: list[ModelSpec],
+    *,
+    default_model: str,
+    turned_off: int = 0,
+    prices: Mapping[str, str] | None = None,
 ) -> discord.Embed:
     """/models: the models this server may use, one short paragraph each."""
     embed = discord.Embed(title="Models on this server", colour=INFO)
@@ -80,6 +84,8 @@ def models_embed(
             flags.append("NSFW-capable")
         if model.slug.casefold() == default_model.casefold():
             flags.append("**default**")
+        if prices and prices.get(model.slug, "unknown") != "unknown":
+            flags.append(f"{prices[model.slug]} a run")
         lines.append(
             f"**{model.display_name}** (`{model.slug}`) · {' · '.join(flags)}\n"
             f"{short_description(model)}"
@@ -98,6 +104,7 @@ def model_embed(
     server_defaults: Mapping[str, object],
     *,
     default_model: str,
+    price: str | None = None,
 ) -> discord.Embed:
     """/models model:…: what one model takes, its defaults, and this server's overrides."""
     embed = discord.Embed(title=f"{model.display_name} (`{model.slug}`)", colour=INFO)
@@ -111,6 +118,8 @@ def model_embed(
     embed.description = "\n".join(lines)[:4096]
     embed.add_field(name="Base model", value=model.base_model or "unknown", inline=True)
     embed.add_field(name="NSFW-capable", value="yes" if model.nsfw else "no", inline=True)
+    if price is not None:
+        embed.add_field(name="Price", value=f"{price} a run with its defaults", inline=True)
     if model.slug.casefold() == default_model.casefold():
         embed.add_field(name="Default", value="This server's default model", inline=True)
     if model.trigger_words:

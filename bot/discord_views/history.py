@@ -33,6 +33,7 @@ from bot.discord_views.catalog import shown_value
 from bot.discord_views.launch import age_restricted
 from bot.discord_views.render import failure_words, model_name, seconds, state_words
 from bot.jobs.job import Job, JobState
+from bot.money import usd
 from bot.store import HistoryQuery
 
 if TYPE_CHECKING:
@@ -213,6 +214,8 @@ def _entry(job: Job, model: ModelSpec | None, guild_id: int | None) -> str:
     parts += [discord.utils.escape_markdown(name), state_words(job)]
     if job.outputs_expired_at is not None:
         parts.append(EXPIRED)
+    if job.cost:
+        parts.append(usd(job.cost))
     url = jump_url(job, guild_id)
     if url:
         parts.append(f"[result]({url})")
@@ -302,7 +305,7 @@ def job_embed(job: Job, model: ModelSpec | None, guild_id: int | None) -> discor
     if job.elapsed_seconds is not None:
         embed.add_field(name="Time", value=seconds(job.elapsed_seconds), inline=True)
     if job.cost is not None:
-        embed.add_field(name="Cost", value=f"${job.cost:.4f}".rstrip("0").rstrip("."), inline=True)
+        embed.add_field(name="Cost", value=usd(job.cost), inline=True)
     if job.status.is_final and job.status is not JobState.SUCCEEDED:
         embed.add_field(name="Why", value=failure_words(job)[:1024], inline=False)
     url = jump_url(job, guild_id)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot.catalog.validation import InvalidInput
-from bot.jobs.engine import JobRefused, JobRequest, LimitReached, Prepared
+from bot.jobs.engine import BudgetExceeded, JobRefused, JobRequest, LimitReached, Prepared
 from bot.jobs.job import Requester
 
 if TYPE_CHECKING:
@@ -122,6 +122,8 @@ async def _check(
 def _refusal_words(exc: InvalidInput | JobRefused) -> str:
     if isinstance(exc, InvalidInput):
         return exc.message
+    if isinstance(exc, BudgetExceeded):
+        return f"{exc} The budget renews <t:{int(exc.retry_at)}:R>."
     if isinstance(exc, LimitReached):
         return f"{exc} You can try again <t:{int(exc.retry_at)}:R>."
     return str(exc)

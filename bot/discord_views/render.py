@@ -11,6 +11,7 @@ import discord
 from bot.catalog.spec import ModelSpec
 from bot.catalog.validation import format_number
 from bot.jobs.job import ErrorKind, Job, JobState
+from bot.money import usd
 from bot.wiro.types import TaskProgress
 
 #: Embed colours by outcome.
@@ -69,6 +70,7 @@ def status_embed(
     embed.add_field(name="Started", value=f"<t:{int(job.created_at)}:R>", inline=True)
     if job.user_id is not None:
         embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Price", value=price_words(job), inline=True)
     embed.set_footer(text=f"Job {job.id}")
     return embed
 
@@ -90,7 +92,7 @@ def result_embed(
     if job.elapsed_seconds is not None:
         embed.add_field(name="Time", value=seconds(job.elapsed_seconds), inline=True)
     if job.cost is not None:
-        embed.add_field(name="Cost", value=f"${job.cost:.4f}".rstrip("0").rstrip("."), inline=True)
+        embed.add_field(name="Cost", value=usd(job.cost), inline=True)
     if job.user_id is not None:
         embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     if links:
@@ -143,6 +145,11 @@ def failure_words(job: Job) -> str:
     if kind is ErrorKind.UNAVAILABLE:
         return f"Wiro could not be reached or had trouble ({error}). Try again in a few minutes."
     return error or "The job failed."
+
+
+def price_words(job: Job) -> str:
+    """What the job will cost, as foreseen: "about $0.01", or "unknown"."""
+    return "unknown" if job.estimate is None else f"about {usd(job.estimate)}"
 
 
 def inputs_used(job: Job) -> str:

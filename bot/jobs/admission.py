@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.catalog.catalog import Catalog
+from bot.catalog.pricing import UNKNOWN, Price, PriceBook
 from bot.catalog.validation import InputCaps, InvalidInput, resolve_inputs
+from bot.jobs.budget import Budgets
 from bot.jobs.job import Requester
 from bot.settings import JobSettings
 from bot.store import GuildSettings, Store
@@ -28,6 +30,11 @@ class LimitReached(JobRefused):
     def __init__(self, message: str, *, retry_at: float) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+
+
+class BudgetExceeded(LimitReached):
+    """The job's price would take its server or member past a budget; `retry_at` is when
+    the budget renews."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class Prepared:
     model: str  # the slug it runs with
     inputs: dict[str, Any]  # every input resolved, seed included
     guild: GuildSettings | None
+    price: Price = UNKNOWN  # what it will cost, as far as is known
 
 
 class Admission:
@@ -58,12 +66,16 @@ class Admission:
         settings: JobSettings,
         default_model: str,
         rng: random.Random,
+        prices: PriceBook,
+        budgets: Budgets,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._settings = settings
         self._default_model = default_model
         self._rng = rng
+        self._prices = prices
+        self._budgets = budgets
 
     async def prepare(self, request: JobRequest) -> Prepared:
         """Check a request without storing anything. Raises InvalidInput or LimitReached
@@ -86,7 +98,14 @@ class Admission:
         given = {"prompt": request.prompt, **request.options}
         inputs = resolve_inputs(model, given, defaults=defaults, caps=caps, rng=self._rng)
         await self._check_daily_limit(request.requester, guild)
-        return Prepared(request, model.slug, inputs, guild)
+        price = await self._prices.estimate(model, inputs)
+        await self.check_budget(request.requester, price)
+        return Prepared(request, model.slug, inputs, guild, price)
+
+    async def check_budget(self, requester: Requester, price: Price) -> None:
+        refusal = await self._budgets.check(requester, price.amount, now=time.time())
+        if refusal is not None:
+            raise BudgetExceeded(refusal.message, retry_at=refusal.renews_at)
 
     async def _check_daily_limit(self, requester: Requester, guild: GuildSettings | None) -> None:
         limit = self._settings.max_jobs_per_user_per_day or None

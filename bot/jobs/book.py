@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 from bot.jobs.events import EventBus, EventKind, JobEvent
@@ -151,7 +152,7 @@ class JobBook:
         kind: ErrorKind | None = None,
         slot_held: bool | None = None,
         wiro_status: str | None = None,
-        cost: float | None = None,
+        cost: Decimal | None = None,
     ) -> None:
         if job.status.is_final:
             return

@@ -33,7 +33,16 @@ from pathlib import Path
 from socket import gethostname
 
 from bot.catalog.catalog import Catalog
-from bot.jobs.admission import Admission, JobRefused, JobRequest, LimitReached, Prepared
+from bot.catalog.pricing import PriceBook
+from bot.jobs.admission import (
+    Admission,
+    BudgetExceeded,
+    JobRefused,
+    JobRequest,
+    LimitReached,
+    Prepared,
+)
+from bot.jobs.budget import Budgets
 from bot.jobs.book import JobBook
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
@@ -57,6 +66,7 @@ from bot.wiro.client import WiroClient
 from bot.wiro.socket import WiroSocket
 
 __all__ = [
+    "BudgetExceeded",
     "CancelOutcome",
     "CancelResult",
     "JobEngine",
@@ -92,6 +102,10 @@ class JobEngine:
         self.default_model = default_model
         self.events = EventBus()
         self.estimates = DurationEstimates()
+        self.prices = PriceBook(
+            catalog, store.spend, client, past=store.spend, durations=self.estimates.get
+        )
+        self.budgets = Budgets(store)
         self._rng = rng or random.Random()
         polling = PollingWatcher(
             client,
@@ -113,7 +127,9 @@ class JobEngine:
         #: This process's name in the store's job claims.
         self.owner = f"{gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._book = JobBook(store, self.events, self.owner, settings.claim_lease_seconds)
-        self._admission = Admission(store, catalog, settings, default_model, self._rng)
+        self._admission = Admission(
+            store, catalog, settings, default_model, self._rng, self.prices, self.budgets
+        )
         self._dispatcher = Dispatcher(self._book, settings, self._submit)
         self._canceller = Canceller(self._book, client, self._dispatcher.line)
         self._follower = Follower(
@@ -143,6 +159,7 @@ class JobEngine:
 
     async def start(self) -> None:
         """Learn model durations and resume every unfinished job of the database."""
+        await self.prices.load()
         for model, seconds in (await self.store.jobs.typical_durations()).items():
             self.estimates.record(model, seconds)
         await self._take_over()
@@ -172,6 +189,7 @@ class JobEngine:
         with contextlib.suppress(Exception):
             await self.store.jobs.release(self.owner)
         self._file_writer.shutdown(wait=True)
+        await self.prices.close()
 
     # -- asking --------------------------------------------------------------------------------
 
@@ -215,19 +233,22 @@ class JobEngine:
         slug, inputs, guild = prepared.model, prepared.inputs, prepared.guild
         if guild is not None:
             self._dispatcher.learn_user_cap(guild)
-        now = time.time()
-        job = await self.store.jobs.create(
-            NewJob(
-                model=slug,
-                prompt=str(inputs["prompt"]),
-                inputs=inputs,
-                seed=int(inputs["seed"]),
-                requester=prepared.request.requester,
-                created_at=now,
-                owner=self.owner,
-                lease_until=now + self.settings.claim_lease_seconds,
+        async with self.budgets.admitting():
+            await self._admission.check_budget(prepared.request.requester, prepared.price)
+            now = time.time()
+            job = await self.store.jobs.create(
+                NewJob(
+                    model=slug,
+                    prompt=str(inputs["prompt"]),
+                    inputs=inputs,
+                    seed=int(inputs["seed"]),
+                    requester=prepared.request.requester,
+                    created_at=now,
+                    owner=self.owner,
+                    lease_until=now + self.settings.claim_lease_seconds,
+                    estimate=prepared.price.amount,
+                )
             )
-        )
         self._book.adopt(job)
         self._book.publish(job)
         await self._dispatcher.enqueue(job)

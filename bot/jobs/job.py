@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -89,7 +90,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     elapsed_seconds: float | None = None
-    cost: float | None = None
+    #: What Wiro charged, exact (None: it never reached Wiro or has not ended).
+    cost: Decimal | None = None
     error: str | None = None
     error_kind: ErrorKind | None = None
     status_message_id: int | None = None
@@ -100,6 +102,8 @@ class Job:
     #: When retention removed the job's images from disk (None: still there, or none).
     outputs_expired_at: float | None = None
     outputs: list[Output] = field(default_factory=list)
+    #: The price foreseen at submission (None: unknown).
+    estimate: Decimal | None = None
     #: Generation progress while running, when Wiro tells it (not stored).
     progress: TaskProgress | None = None
     #: Why a waiting job is not sent yet, in one line for people (not stored).

@@ -10,6 +10,7 @@ import aiosqlite
 from bot.store.database import connect
 from bot.store.guilds import GuildRepository, GuildSettings
 from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
+from bot.store.spend import SpendRepository
 from bot.store.tools import ToolDetailCache
 
 __all__ = ["GuildSettings", "HistoryQuery", "NewJob", "Store", "StoredFile"]
@@ -23,6 +24,7 @@ class Store:
         self.jobs = JobRepository(conn)
         self.guilds = GuildRepository(conn)
         self.tools = ToolDetailCache(conn)
+        self.spend = SpendRepository(conn)
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:

@@ -7,11 +7,13 @@ import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
+from bot.money import ZERO, from_pico, parse_usd, to_pico
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -67,6 +69,8 @@ class NewJob:
     #: The process that handles it, and until when its claim holds (see `claim`).
     owner: str | None = None
     lease_until: float | None = None
+    #: The price foreseen (None: unknown); counts against budgets until the cost is known.
+    estimate: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,8 @@ class JobRepository:
         inputs_set = await self._input_set(_stored_inputs(new.inputs, new.prompt, new.seed))
         cursor = await self._conn.execute(
             "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
-            " inputs_set, seed, status, created_at, owner, lease_until)"
-            " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)",
+            " inputs_set, seed, status, created_at, owner, lease_until, estimate_pico, pixels)"
+            " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 r.source,
                 r.guild_id,
@@ -120,6 +124,8 @@ class JobRepository:
                 new.created_at,
                 new.owner,
                 new.lease_until,
+                None if new.estimate is None else to_pico(new.estimate),
+                _pixels(new.inputs),
             ),
         )
         await self._conn.commit()
@@ -134,6 +140,7 @@ class JobRepository:
             status=new.status,
             requester=r,
             created_at=new.created_at,
+            estimate=new.estimate,
         )
 
     async def _input_set(self, stored: str) -> int:
@@ -158,8 +165,14 @@ class JobRepository:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if not fields:
             return
-        values = [_to_sql(v) for v in fields.values()]
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+        columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
+        if "cost" in fields:
+            # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
+            amount = parse_usd(fields["cost"])
+            columns["cost_pico"] = None if amount is None else to_pico(amount)
+            columns["cost"] = None if amount is None else float(amount)
+        values = list(columns.values())
+        assignments = ", ".join(f"{name} = ?" for name in columns)
         await self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
         await self._conn.commit()
 
@@ -323,15 +336,15 @@ class JobRepository:
             row = await cursor.fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, float]:
-        """(jobs, total cost in USD) for a server since a time."""
+    async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, Decimal]:
+        """(jobs, total cost in USD, exact) for a server since a time."""
         async with self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id IS ?"
+            "SELECT COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs WHERE guild_id IS ?"
             " AND created_at >= ?",
             (guild_id, since),
         ) as cursor:
             row = await cursor.fetchone()
-        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+        return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
 
     async def typical_durations(self, per_model: int = 20) -> dict[str, float]:
         """Median seconds from submission to finish of recent successful jobs, per model.
@@ -509,6 +522,8 @@ def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
 
 
 def _to_sql(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return to_pico(value)
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, (JobState, ErrorKind)):
@@ -539,7 +554,8 @@ def _job(row: aiosqlite.Row) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         elapsed_seconds=row["elapsed_seconds"],
-        cost=row["cost"],
+        cost=_money(row["cost_pico"]),
+        estimate=_money(row["estimate_pico"]),
         error=row["error"],
         error_kind=ErrorKind(row["error_kind"]) if row["error_kind"] else None,
         status_message_id=row["status_message_id"],
@@ -561,3 +577,19 @@ def _inputs(row: aiosqlite.Row) -> dict[str, Any]:
         if key in inputs and inputs[key] is None:
             inputs[key] = row[key]
     return inputs
+
+
+def _pixels(inputs: dict[str, Any]) -> int | None:
+    """Output pixels (width x height x samples), to price a job by similar past ones."""
+    try:
+        return (
+            int(inputs.get("width") or 1024)
+            * int(inputs.get("height") or 1024)
+            * int(inputs.get("samples") or 1)
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def _money(pico: int | None) -> Decimal | None:
+    return None if pico is None else from_pico(int(pico))

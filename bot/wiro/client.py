@@ -44,7 +44,7 @@ from bot.wiro.exceptions import (
     WiroConnectionError,
     WiroError,
 )
-from bot.wiro.types import RunResult, Task, ToolDetail, ToolInput
+from bot.wiro.types import RunResult, Task, ToolDetail, ToolInput, price_rules
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,8 @@ class WiroClient:
                 "description": _text(tool.get("description")),
                 "categories": _categories(tool.get("categories")),
                 "inputs": inputs,
+                "dynamicprice": price_rules(tool.get("dynamicprice")),
+                "approximatelycost": tool.get("approximatelycost"),
             },
             what=f"Tool/Detail of {owner}/{project}",
         )

@@ -6,12 +6,15 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 log = logging.getLogger(__name__)
+
+from bot.money import ZERO, parse_usd
 
 
 class TaskStatus(StrEnum):
@@ -121,7 +124,8 @@ class Task(_Payload):
     debugerror: str = ""
     debugoutput: str = ""
     elapsedseconds: float = 0.0
-    totalcost: float = 0.0
+    #: What Wiro charged, exact (it sends a string with 12 decimals).
+    totalcost: Decimal = ZERO
     outputs: list[TaskOutput] = Field(default_factory=list)
     #: The inputs the task was run with, as Wiro echoes them (Task/List, Task/Detail).
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -144,7 +148,6 @@ class Task(_Payload):
 
     @field_validator(
         "elapsedseconds",
-        "totalcost",
         "createtime",
         "starttime",
         "endtime",
@@ -162,6 +165,10 @@ class Task(_Payload):
         if isinstance(data, dict) and not data.get("outputs") and data.get("output"):
             return {**data, "outputs": data["output"]}
         return data
+    @field_validator("totalcost", mode="before")
+    @classmethod
+    def _cost(cls, v: Any) -> Decimal:
+        return parse_usd(v) or ZERO
 
     @field_validator("outputs", mode="before")
     @classmethod
@@ -293,6 +300,71 @@ class ToolInput(_Payload):
         return "" if v is None else str(v)
 
 
+class PriceRule(_Payload):
+    """One entry of Tool/Detail's `dynamicprice`: a price for runs whose inputs match.
+
+    `inputs` empty is a flat price for every configuration. `method` is Wiro's `priceMethod`
+    ("cpr" per request, "cps" per second, "cpo" per output, "cp-pixel" per 1024x1024 tier,
+    "cpt" per token, ...); `extra` is `priceExtra` (each further pixel tier)."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    price: Decimal
+    method: str = Field("cpr", alias="priceMethod")
+    extra: Decimal | None = Field(None, alias="priceExtra")
+    price_input: Any = Field(None, alias="priceInput")
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = _json_or_none(v)
+        return v if isinstance(v, dict) else {}
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _price(cls, v: Any) -> Decimal:
+        amount = parse_usd(v)
+        if amount is None:
+            raise ValueError(f"not a price: {v!r}")
+        return amount
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _extra(cls, v: Any) -> Decimal | None:
+        return parse_usd(v)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, v: Any) -> str:
+        return str(v or "cpr").strip().lower()
+
+
+def price_rules(value: Any) -> list[PriceRule]:
+    """`dynamicprice` as Wiro sends it (a JSON array, or that array as a string); entries
+    this bot cannot read are skipped, not fatal: the price then falls back."""
+    if isinstance(value, str):
+        value = _json_or_none(value)
+    if not isinstance(value, list):
+        return []
+    rules: list[PriceRule] = []
+    for entry in value:
+        if isinstance(entry, dict):
+            try:
+                rules.append(PriceRule.model_validate(entry))
+            except ValueError:
+                continue
+    return rules
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 class ToolDetail(_Payload):
     """A model as Tool/Detail describes it."""
 
@@ -301,3 +373,19 @@ class ToolDetail(_Payload):
     description: str = ""
     categories: list[str] = Field(default_factory=list)
     inputs: list[ToolInput] = Field(default_factory=list)
+    #: Prices before a run (Wiro's `dynamicprice`), and its estimate when there are none.
+    dynamicprice: list[PriceRule] = Field(default_factory=list)
+    approximatelycost: Decimal | None = None
+
+    @field_validator("dynamicprice", mode="before")
+    @classmethod
+    def _rules(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return price_rules(v)
+        return v
+
+    @field_validator("approximatelycost", mode="before")
+    @classmethod
+    def _approx(cls, v: Any) -> Decimal | None:
+        amount = parse_usd(v)
+        return amount if amount else None

@@ -93,7 +93,7 @@ async def test_history_shows_when_who_model_prompt_state_and_a_link(harness: Har
     url = f"https://discord.com/channels/{h.guild.id}/{h.channel.id}/{h.message(posted).id}"
     assert second == (
         f"**Job {done.id}** · <t:{int(done.created_at)}:R> · <@{h.alice.id}> · Portrait+ · "
-        f"Done · [result]({url})\n> a \\*lighthouse\\* at dusk"
+        f"Done · $0.01 · [result]({url})\n> a \\*lighthouse\\* at dusk"
     )
     assert footer(message) == "Page 1 of 1 · 2 jobs · /history job:<number> shows one"
     assert message.components == []
@@ -320,7 +320,7 @@ async def test_a_job_whose_images_expired_says_so_instead_of_a_broken_image(
     assert (await retention.prune()).files == len(job.outputs) == 4
 
     listed = h.message(await h.alice.slash(h.channel, "history"))
-    assert " · Done · images expired · [result](" in (listed.embeds[0].description or "")
+    assert " · Done · images expired · $0.01 · [result](" in (listed.embeds[0].description or "")
 
     shown = h.message(await h.alice.slash(h.channel, "history", job=job.id))
     assert shown.embeds[0].title == f"Job {job.id} · Done"

@@ -20,6 +20,8 @@ async def test_imagine_shows_status_then_posts_the_images(harness: Harness) -> N
 
     job = await h.queued(await h.last_job())
     assert h.message(result).embeds[0].title == "Queued at Wiro"
+    fields = {field.name: field.value for field in h.message(result).embeds[0].fields}
+    assert fields["Price"] == "about $0.0060"  # dynamicprice: cpo $0.003, two images
 
     job = await h.finish(job)
     assert job.status is JobState.SUCCEEDED
@@ -31,7 +33,7 @@ async def test_imagine_shows_status_then_posts_the_images(harness: Harness) -> N
     assert fields["Seed"] == str(job.seed)
     assert "portraitplus" in fields["Model"]
     assert "steps 30" in fields["Inputs"]
-    assert fields["Cost"] == "$0.006"  # the stand-in's price: two images
+    assert fields["Cost"] == "$0.0060"  # the stand-in's price: two images, under a cent
     assert fields["Time"].endswith(" s")
     assert fields["Size"] == "512×512"
     labels = [c.label for row in posted.components for c in row.children]

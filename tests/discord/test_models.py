@@ -17,9 +17,11 @@ async def test_models_lists_the_models_this_server_allows(harness: Harness) -> N
         assert f"**{model.display_name}** (`{model.slug}`)" in text
     assert (
         "**Portrait+** (`wavymulder/portraitplus`) · Stable Diffusion 1.5 DreamBooth · **default**"
+        " · about $0.01 a run"
         "\nSD 1.5 DreamBooth for close-up portraits"
     ) in text
-    assert "(`Hevok/Studio-Trigger`) · SDXL LoRA (Pony) · NSFW-capable\n" in text
+    studio = "(`Hevok/Studio-Trigger`) · SDXL LoRA (Pony) · NSFW-capable · about $0.01 a run\n"
+    assert studio in text
 
     guild = await h.runtime.store.guilds.get(h.guild.id)
     await h.runtime.store.guilds.save(

@@ -4,6 +4,7 @@ NSFW policy; each applies to the next job."""
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 
 import discord
 import pytest
@@ -95,7 +96,7 @@ async def test_show_on_a_fresh_server(harness: Harness, admin: MemberActor) -> N
         "Jobs per member per day: no limit",
         "NSFW-capable models": "Run only in age-restricted channels",
         "Server defaults": "None: the models' own defaults apply",
-        "Spend": "0 jobs, $0 in all\n0 jobs, $0 in the last 30 days",
+        "Spend": "0 jobs, $0.00 in all\n0 jobs, $0.00 in the last 30 days",
     }
 
 
@@ -110,7 +111,7 @@ async def test_show_everything_the_server_has_set_and_its_spend(
     await say(h, admin, "default", model=PORTRAIT, input="steps", value="20")
     await say(h, admin, "default", model=PORTRAIT, input="scheduler", value="ddimscheduler")
     jobs = h.runtime.store.jobs
-    for cost, created_at in ((0.012, 1_000.0), (0.003, time.time())):
+    for cost, created_at in ((Decimal("0.012"), 1_000.0), (Decimal("0.003"), time.time())):
         job = await jobs.create(
             NewJob(
                 model=PORTRAIT,
@@ -138,7 +139,7 @@ async def test_show_everything_the_server_has_set_and_its_spend(
     assert fields["Server defaults"] == (
         "Portrait+ (`wavymulder/portraitplus`): scheduler DDIMScheduler · steps 20"
     )
-    assert fields["Spend"] == "2 jobs, $0.015 in all\n1 job, $0.003 in the last 30 days"
+    assert fields["Spend"] == "2 jobs, $0.02 in all\n1 job, $0.0030 in the last 30 days"
 
 
 # -- the default model ------------------------------------------------------------------------

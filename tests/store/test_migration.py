@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from bot.jobs.job import JobState, Requester
@@ -114,10 +115,12 @@ async def test_every_job_and_output_survives_the_migration(tmp_path: Path) -> No
             )
             for name in (
                 "wiro_status", "task_id", "task_token", "created_at", "submitted_at",
-                "started_at", "finished_at", "elapsed_seconds", "cost", "error",
+                "started_at", "finished_at", "elapsed_seconds", "error",
                 "status_message_id", "result_message_id", "posted_at",
             ):  # fmt: skip
                 assert getattr(job, name) == old[name], name
+            # Money became exact: the old REAL cost reads back as the Decimal it meant.
+            assert job.cost == (None if old["cost"] is None else Decimal(str(old["cost"])))
             expected_outputs = 2 if old["status"] == "succeeded" else 0
             assert [o.position for o in job.outputs] == list(range(expected_outputs))
             for output in job.outputs:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import aiohttp
 import pytest
 
@@ -36,7 +38,7 @@ async def test_task_walks_to_success_with_outputs(
     assert task.pexit == "0"
     assert [o.name for o in task.outputs] == ["0.png", "1.png", "2.png"]
     assert all(o.contenttype == "image/png" and o.size > 0 for o in task.outputs)
-    assert task.totalcost == pytest.approx(0.009)
+    assert task.totalcost == Decimal("0.009")
     assert task.createtime > 1_700_000_000
     assert wiro.tasks[result.taskid].finished_at is not None
     assert wiro.detail_calls[result.taskid] >= 1
@@ -87,6 +89,7 @@ async def test_cancel_while_queued(wiro: WiroStandIn, wiro_client: WiroClient) -
     result = await wiro_client.run("a/b", {"prompt": "x"})
     task = await wiro_client.cancel_task(result.taskid)
     assert task.status is TaskStatus.CANCEL
+    assert task.totalcost == Decimal("0.000585")  # Cancel answers carry an exact totalcost
     assert wiro.tasks[result.taskid].stopped_by == "cancel"
     assert wiro.tasks[result.taskid].finished_at is not None
 
@@ -108,6 +111,7 @@ async def test_kill_while_running(wiro: WiroStandIn, wiro_client: WiroClient) ->
     wiro.advance(result.taskid, TaskStatus.OUTPUT)
     task = await wiro_client.kill_task(result.taskid)
     assert task.status is TaskStatus.CANCEL
+    assert task.totalcost == Decimal("0.000585")
     assert wiro.tasks[result.taskid].stopped_by == "kill"
 
 
@@ -131,9 +135,7 @@ async def test_task_detail_wants_exactly_one_key(wiro_client: WiroClient) -> Non
         await wiro_client.task_detail(task_id="1", task_token="t")
 
 
-async def test_tool_detail_flattens_the_inputs(
-    wiro: WiroStandIn, wiro_client: WiroClient
-) -> None:
+async def test_tool_detail_flattens_the_inputs(wiro: WiroStandIn, wiro_client: WiroClient) -> None:
     detail = await wiro_client.tool_detail("geelong_hillbilly/Facechain")
     assert detail.slug == "geelong_hillbilly/Facechain"
     assert detail.name == "Facechain"
@@ -143,11 +145,12 @@ async def test_tool_detail_flattens_the_inputs(
     assert (by_id["samples"].min, by_id["samples"].max) == (1, 4)
     assert [o.value for o in by_id["width"].options] == ["512", "1024"]
     assert wiro.calls["tool_detail"] == 1
+    # Prices come with it: the stand-in's cpo $0.003 a image, approximately $0.004.
+    assert [(r.method, r.price) for r in detail.dynamicprice] == [("cpo", Decimal("0.003"))]
+    assert detail.approximatelycost == Decimal("0.004")
 
 
-async def test_tool_detail_of_a_registered_tool(
-    wiro: WiroStandIn, wiro_client: WiroClient
-) -> None:
+async def test_tool_detail_of_a_registered_tool(wiro: WiroStandIn, wiro_client: WiroClient) -> None:
     wiro.add_tool(
         "Hevok/Studio-Trigger",
         [
