@@ -42,8 +42,8 @@ from bot.jobs.admission import (
     LimitReached,
     Prepared,
 )
-from bot.jobs.budget import Budgets
 from bot.jobs.book import JobBook
+from bot.jobs.budget import Budgets
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
 from bot.jobs.events import EventBus, Subscription

@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-log = logging.getLogger(__name__)
-
 from bot.money import ZERO, parse_usd
+
+log = logging.getLogger(__name__)
 
 
 class TaskStatus(StrEnum):
