@@ -10,6 +10,8 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import shutil
 import signal
 import sys
@@ -19,37 +21,50 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from bot import progress as progress_text
 from bot.catalog.catalog import Catalog
 from bot.catalog.loader import spec_from_tool_detail
 from bot.catalog.validation import InvalidInput, describe_allowed
 from bot.jobs.engine import JobEngine, JobRefused, JobRequest
 from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import Job, JobState, Requester
-from bot.runtime import build_client, open_runtime
+from bot.logs import setup_logging
+from bot.runtime import build_client, check_storage, open_runtime, open_store
 from bot.settings import ConfigError, Settings, load_settings
-from bot.store import HistoryQuery, Store
+from bot.store import HistoryQuery
 from bot.wiro.exceptions import AuthError, NotFound, WiroError
-from bot.wiro.types import ToolDetail
+from bot.wiro.types import TaskProgress, ToolDetail
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("wirobot")
 
-#: CLI flag -> the catalog's option name.
-_IMAGINE_OPTIONS = {
-    "negative_prompt": str,
-    "samples": int,
-    "steps": int,
-    "guidance": float,
-    "seed": int,
-    "width": int,
-    "height": int,
-    "scheduler": str,
-    "clip_skip": int,
-    "refiner": str,
-    "high_noise_frac": float,
-    "refiner_steps": int,
+#: CLI flag -> (the type it parses as, what it means). The allowed range depends on the model:
+#: validation names it when a value is refused, and `wirobot models` lists them all.
+_IMAGINE_OPTIONS: dict[str, tuple[type, str]] = {
+    "negative_prompt": (str, "what to keep out of the image"),
+    "samples": (int, "how many images, a whole number (1 to 4 for the shipped models)"),
+    "steps": (int, "denoising steps, a whole number (1 to 150): more is slower, often finer"),
+    "guidance": (float, "how closely to follow the prompt, a number (0 to 30)"),
+    "seed": (
+        int,
+        "0 to 4294967295; the same seed and inputs give the same image (default: random)",
+    ),
+    "width": (int, "image width in pixels, a multiple of 8 (256 to 2048)"),
+    "height": (int, "image height in pixels, a multiple of 8 (256 to 2048)"),
+    "scheduler": (str, "sampling scheduler, by name (the model's choices: wirobot models)"),
+    "clip_skip": (int, "skip the last CLIP layers, a whole number (1 to 12; higher is looser)"),
+    "refiner": (str, "run the SDXL refiner after the base model: yes or no"),
+    "high_noise_frac": (
+        float,
+        "share of the steps the base model does before the refiner (0 to 1)",
+    ),
+    "refiner_steps": (int, "steps the refiner runs, a whole number"),
 }
+_MODEL_NOTE = (
+    "Which options a model takes, their ranges, choices and defaults: `wirobot models`. "
+    "An option the model does not take is refused; one not given takes the model's default."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,32 +78,92 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML settings file (default: $WIROBOT_CONFIG, else ./config.toml when present)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="start the Discord bot (the default)")
+    commands.add_parser(
+        "run", help="start the Discord bot (the default)", description="Start the Discord bot."
+    )
 
-    imagine = commands.add_parser("imagine", help="generate images with one job, from here")
-    imagine.add_argument("prompt")
-    imagine.add_argument("--model", metavar="SLUG", help="owner/project (default: configured)")
-    for option, kind in _IMAGINE_OPTIONS.items():
+    imagine = commands.add_parser(
+        "imagine",
+        help="generate images with one job, from here",
+        description="Run one job through the same engine as the bot, show its progress, "
+        "and write the images to --out. Ctrl-C cancels the task at Wiro.",
+        epilog=_MODEL_NOTE,
+    )
+    imagine.add_argument("prompt", help="what to draw (in quotes)")
+    imagine.add_argument(
+        "--model",
+        metavar="SLUG",
+        help="the model, owner/project (default: models.default; the list: wirobot models)",
+    )
+    for option, (kind, words) in _IMAGINE_OPTIONS.items():
         flag = "--" + option.replace("_", "-")
-        imagine.add_argument(flag, dest=option, metavar=option.upper(), help=f"{kind.__name__}")
-    imagine.add_argument("--out", metavar="DIR", default="out", help="where to write the images")
+        metavar = {str: "TEXT", int: "N", float: "X"}[kind]
+        imagine.add_argument(flag, dest=option, metavar=metavar, help=words)
+    imagine.add_argument(
+        "--out",
+        metavar="DIR",
+        default="out",
+        help="folder to write the images to, created if needed; checked before the job runs "
+        "(default: ./out)",
+    )
 
-    history = commands.add_parser("history", help="recent jobs")
-    history.add_argument("--limit", type=_positive_int, default=20, metavar="N")
+    history = commands.add_parser(
+        "history", help="recent jobs", description="The most recent jobs, newest first."
+    )
+    history.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="how many (default: 20)"
+    )
 
-    commands.add_parser("models", help="the models and their inputs")
-    commands.add_parser("check", help="check settings, Wiro credentials and the Discord token")
+    commands.add_parser(
+        "models",
+        help="the models and their inputs",
+        description="Every model, with each option it takes: the allowed values and default.",
+    )
+    commands.add_parser(
+        "check",
+        help="check settings, Wiro credentials and the Discord token",
+        description="Check the settings, the database path, that Wiro accepts the key (and "
+        "secret), and that Discord accepts the bot token. Run it before the first start.",
+    )
     return parser
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not re.fullmatch(r"\s*\+?\d{1,9}\s*", text):
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}")
+    value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A value a person typed, quoted and cut short for an error line."""
+    text = _printable(text)
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _printable(text: str) -> str:
+    """Bytes that were not UTF-8 (kept by Python as surrogates) shown as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _not_text(args: argparse.Namespace) -> str | None:
+    """Why a typed value is no text, or None: bytes that are not UTF-8, control characters."""
+    for name, value in vars(args).items():
+        if not isinstance(value, str):
+            continue
+        shown = "the prompt" if name == "prompt" else "--" + name.replace("_", "-")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return (
+                f"{shown} is not valid UTF-8 text ({_shown(value)}); check the terminal's "
+                "encoding (e.g. LANG=C.UTF-8)"
+            )
+        if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+            return f"{shown} holds control characters ({_shown(value)}); type plain text"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,18 +175,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    wrong = _not_text(args)
+    if wrong:
+        parser.exit(EXIT_USAGE, f"wirobot: {wrong}\n")
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"wirobot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.logging.level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     command = args.command or "run"
+    setup_logging(settings.logging, quiet=command in ("history", "models", "check"))
     try:
         if command == "run":
             from bot.discord_bot import run_bot
@@ -141,6 +216,12 @@ async def imagine(settings: Settings, args: argparse.Namespace, out: TextIO = sy
     request = JobRequest(
         prompt=args.prompt, requester=Requester(source="cli"), model=args.model, options=options
     )
+    out_dir = Path(args.out)
+    unwritable = _unwritable(out_dir)
+    if unwritable:  # found now, not after the job has run and been paid for
+        print(f"wirobot: --out {out_dir}: {unwritable}", file=sys.stderr)
+        return EXIT_USAGE
+    display = _Display(out)
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -157,24 +238,74 @@ async def imagine(settings: Settings, args: argparse.Namespace, out: TextIO = sy
                 except JobRefused as exc:
                     print(f"wirobot: {exc}", file=sys.stderr)
                     return EXIT_FAILED
-                started = time.monotonic()
-                _say(out, started, f"job {job.id}: {job.model}, seed {job.seed}")
-                final = await _follow(engine, events, job, started, interrupted, out)
-            return _report(final, Path(args.out), started, out)
+                display.say(f"job {job.id}: {job.model}, seed {job.seed}")
+                final = await _follow(engine, events, job, interrupted, display)
+            return _report(final, out_dir, display)
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why images cannot be written to `folder` (created if missing), or None."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "that is a file, not a folder"
+    except OSError as exc:
+        return f"cannot create it ({exc.strerror or type(exc).__name__}); pick another folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "this user cannot write there; pick another folder"
+    return None
+
+
+class _Display:
+    """The job's status lines on stdout. On a terminal, progress is a live bar redrawn in
+    place; otherwise (a pipe, a file) each change is a plain line: `[  6.1s] generating 60%`.
+    Log lines go to stderr, so the two never mix within one stream."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        isatty = getattr(out, "isatty", None)
+        self.live = bool(isatty and isatty())
+        self._bar_shown = False
+        self._last = ""
+
+    def say(self, text: str) -> None:
+        self._clear_bar()
+        print(f"{self._clock()} {text}", file=self.out, flush=True)
+
+    def progress(self, progress: TaskProgress) -> None:
+        if self.live:
+            self.out.write(f"\r\x1b[K{self._clock()} generating {progress_text.describe(progress)}")
+            self.out.flush()
+            self._bar_shown = True
+        else:
+            self.state(f"generating {progress_text.plain(progress)}")
+
+    def state(self, text: str) -> None:
+        """Say `text` unless it was the last thing said."""
+        if text != self._last:
+            self.say(text)
+            self._last = text
+
+    def _clear_bar(self) -> None:
+        if self._bar_shown:
+            self.out.write("\r\x1b[K")
+            self._bar_shown = False
+
+    def _clock(self) -> str:
+        return f"[{time.monotonic() - self.started:6.1f}s]"
 
 
 async def _follow(
     engine: JobEngine,
     events: Subscription,
     job: Job,
-    started: float,
     interrupted: asyncio.Event,
-    out: TextIO,
+    display: _Display,
 ) -> Job:
-    last = ""
     interrupt = asyncio.ensure_future(interrupted.wait())
     try:
         while True:
@@ -184,9 +315,9 @@ async def _follow(
             )
             if interrupt in done:
                 next_event.cancel()
-                _say(out, started, "interrupted: cancelling the job")
+                display.say("interrupted: cancelling the job")
                 result = await engine.cancel(job.id)
-                _say(out, started, f"cancel: {result.outcome.value}")
+                display.say(f"cancel: {result.outcome.value}")
                 interrupt = asyncio.ensure_future(asyncio.Event().wait())  # ignore further ^C
                 if result.job is not None and result.job.status.is_final:
                     return result.job
@@ -194,12 +325,13 @@ async def _follow(
             event = next_event.result()
             if event.job.id != job.id:
                 continue
-            line = _describe(event.job)
-            if line != last:
-                _say(out, started, line)
-                last = line
+            current = event.job
+            if current.status is JobState.RUNNING and current.progress is not None:
+                display.progress(current.progress)
+            else:
+                display.state(_describe(current))
             if event.kind is EventKind.FINISHED:
-                return event.job
+                return current
     finally:
         interrupt.cancel()
 
@@ -225,28 +357,41 @@ def _describe(job: Job) -> str:
             return f"timed out: {job.error}"
 
 
-def _report(job: Job, out_dir: Path, started: float, out: TextIO) -> int:
+def _report(job: Job, out_dir: Path, display: _Display) -> int:
     if job.status is not JobState.SUCCEEDED:
         return EXIT_FAILED
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for output in job.outputs:
+    for index, output in enumerate(job.outputs, 1):
         if output.path is None:
             continue
-        target = out_dir / f"{job.id}-{output.name}"
-        shutil.copyfile(output.path, target)
-        _say(out, started, f"wrote {target}")
+        target = out_dir / output_file_name(job, index, Path(output.path).suffix)
+        try:
+            shutil.copyfile(output.path, target)
+        except OSError as exc:
+            display.say(
+                f"could not write {target}: {exc.strerror}; the image stays in {output.path}"
+            )
+            continue
+        display.say(f"wrote {target}")
     return EXIT_OK
 
 
-def _say(out: TextIO, started: float, text: str) -> None:
-    print(f"[{time.monotonic() - started:6.1f}s] {text}", file=out, flush=True)
+def output_file_name(job: Job, index: int, suffix: str) -> str:
+    """`12-portraitplus-seed1234-1.png`: the job, the model, the seed, which image."""
+    model = _UNSAFE_NAME.sub("_", job.model.rsplit("/", 1)[-1]) or "model"
+    return f"{job.id}-{model}-seed{job.seed}-{index}{suffix or '.png'}"
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # -- history, models, check ----------------------------------------------------------------
 
 
 async def history(settings: Settings, limit: int, out: TextIO = sys.stdout) -> int:
-    async with await Store.open(settings.database.path) as store:
+    if not _database_exists(settings):  # reading creates nothing
+        print(f"No jobs yet (no database at {settings.database.path}).", file=out)
+        return EXIT_OK
+    async with await open_store(settings) as store:
         jobs = await store.jobs.history(HistoryQuery(limit=limit))
     if not jobs:
         print("No jobs yet.", file=out)
@@ -264,8 +409,11 @@ async def history(settings: Settings, limit: int, out: TextIO = sys.stdout) -> i
 
 async def models(settings: Settings, out: TextIO = sys.stdout) -> int:
     catalog = Catalog.from_seeds()
-    if settings.models.extra:
-        async with await Store.open(settings.database.path) as store:
+    if settings.models.extra and not _database_exists(settings):
+        for slug in settings.models.extra:
+            print(f"({slug}: not read from Wiro yet; the bot reads it at start)", file=out)
+    elif settings.models.extra:
+        async with await open_store(settings) as store:
             for slug in settings.models.extra:
                 cached = await store.tools.get_tool_detail(slug)
                 try:
@@ -299,6 +447,12 @@ async def check(settings: Settings, out: TextIO = sys.stdout) -> int:
 
     ok = True
     print("settings: valid", file=out)
+    try:
+        check_storage(settings)
+        print(f"database: {settings.database.path} can be used", file=out)
+    except ConfigError as exc:
+        print(f"database: {exc}", file=out)
+        ok = False
     async with aiohttp.ClientSession() as session:
         client = build_client(settings, session)
         try:
@@ -319,9 +473,16 @@ async def check(settings: Settings, out: TextIO = sys.stdout) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _database_exists(settings: Settings) -> bool:
+    path = settings.database.path
+    return str(path) == ":memory:" or path.exists()
+
+
 async def _check_discord(token: str, out: TextIO) -> bool:
     import discord
 
+    discord.VoiceClient.warn_nacl = False  # the bot never joins voice: no warnings about it
+    discord.VoiceClient.warn_dave = False
     client = discord.Client(intents=discord.Intents.none())
     try:
         await client.login(token)

@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.discord_views.buttons import all_buttons
 from bot.discord_views.updater import StatusUpdater
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime, check_storage, open_runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,12 @@ def _plain(exc: BaseException) -> str:
 
 
 def run_bot(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
+    """Run until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status.
+
+    Settings and files are checked before logging in to Discord (ConfigError otherwise)."""
     token = settings.require_discord_token().get_secret_value()
+    settings.require_wiro_key()
+    check_storage(settings)
     return asyncio.run(_run(settings, token))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -106,6 +106,8 @@ class JobSettings(_Section):
 
 class LoggingSettings(_Section):
     level: str = "INFO"
+    #: "text": one line per event for people; "json": one JSON object per line for collectors.
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level")
     @classmethod

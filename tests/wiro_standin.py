@@ -166,8 +166,10 @@ class FakeTask:
     _final: TaskStatus | None = None
     _finished: float | None = None
     _marks: dict[TaskStatus, float] = field(default_factory=dict)
-    #: Percent shown as a progress bar in debugoutput while running (set by report_progress).
+    #: Percent shown as a progress bar in debugoutput while running (set by report_progress),
+    #: with the step and total steps it shows ("18/30"; default: the percent of 100).
     progress: int | None = None
+    progress_steps: tuple[int, int] | None = None
 
     # -- the clock-driven walk --------------------------------------------------------------
 
@@ -267,7 +269,8 @@ def _progress_bar(task: FakeTask, status: TaskStatus) -> str:
     if task.progress is None or status in TERMINAL_STATUSES:
         return ""
     bar = "#" * (task.progress // 10)
-    return f"Loading pipeline components...\n{task.progress:3d}%|{bar:<10}| {task.progress}/100\n"
+    step, total = task.progress_steps or (task.progress, 100)
+    return f"Loading pipeline components...\n{task.progress:3d}%|{bar:<10}| {step}/{total}\n"
 
 
 class WiroStandIn:
@@ -428,9 +431,13 @@ class WiroStandIn:
             task._pinned = status
             task._marks.setdefault(status, now)
 
-    def report_progress(self, task_id: str, percent: int) -> None:
-        """Show a tqdm progress bar at `percent` in the task's debugoutput while it runs."""
+    def report_progress(
+        self, task_id: str, percent: int, step: int | None = None, total: int | None = None
+    ) -> None:
+        """Show a tqdm progress bar at `percent` (and `step`/`total`, when given) in the task's
+        debugoutput while it runs."""
         self.tasks[task_id].progress = percent
+        self.tasks[task_id].progress_steps = (step, total) if step and total else None
 
     def finish(self, task_id: str) -> None:
         """End a task now, the way its outcome says (a "stuck" task succeeds)."""

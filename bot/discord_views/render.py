@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import discord
 
+from bot import progress as progress_text
 from bot.catalog.spec import ModelSpec
 from bot.catalog.validation import format_number
 from bot.jobs.job import ErrorKind, Job, JobState
@@ -38,7 +39,7 @@ def state_words(job: Job, position: int | None = None, progress: TaskProgress | 
         return "Queued at Wiro"
     if job.status is JobState.RUNNING:
         if progress is not None:
-            return f"Generating… {round(progress.fraction * 100)}%"
+            return f"Generating… {progress_text.percent(progress)}%"
         return "Generating…"
     if job.status is JobState.SUCCEEDED:
         return "Done"
@@ -63,6 +64,8 @@ def status_embed(
     """The live status message of an unfinished job."""
     embed = discord.Embed(title=state_words(job, position, progress), colour=WORKING)
     embed.description = _prompt(job.prompt)
+    if job.status is JobState.RUNNING and progress is not None:
+        embed.add_field(name="Progress", value=progress_text.describe(progress), inline=False)
     embed.add_field(name="Model", value=model_name(job, model), inline=True)
     embed.add_field(name="Started", value=f"<t:{int(job.created_at)}:R>", inline=True)
     if job.user_id is not None:
