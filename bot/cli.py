@@ -140,7 +140,7 @@ def _positive_int(text: str) -> int:
 def _shown(text: str, limit: int = 40) -> str:
     """A value a person typed, quoted and cut short for an error line."""
     text = _printable(text)
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+    return "'" + (text if len(text) <= limit else text[: limit - 1] + "…") + "'"
 
 
 def _printable(text: str) -> str:
@@ -350,11 +350,17 @@ def _describe(job: Job) -> str:
             cost = f", cost ${job.cost:.4f}" if job.cost else ""
             return f"done in {job.elapsed_seconds or 0:.1f}s{cost}"
         case JobState.FAILED:
-            return f"failed: {job.error}"
+            return f"failed: {_last_line(job.error)}"
         case JobState.CANCELLED:
             return "cancelled"
         case JobState.TIMED_OUT:
-            return f"timed out: {job.error}"
+            return f"timed out: {_last_line(job.error)}"
+
+
+def _last_line(text: str | None) -> str:
+    """A status stays one line: a model's error output ends with its reason."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no reason given"
 
 
 def _report(job: Job, out_dir: Path, display: _Display) -> int:

@@ -5,7 +5,10 @@ Built once in `main()` and passed down; nothing here is a module-level global.
 
 from __future__ import annotations
 
+import json
 import os
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -175,6 +178,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     toml_file = config_path(path)
     if toml_file is not None and not toml_file.is_file():
         raise ConfigError(f"config file {toml_file} does not exist")
+    _check_json_environment(os.environ)
 
     class _FromFile(Settings):
         model_config = SettingsConfigDict(toml_file=toml_file)
@@ -184,19 +188,63 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
     except (ValueError, OSError) as exc:  # unreadable or malformed TOML
-        raise ConfigError(f"config file {toml_file}: {exc}") from None
+        where = f"config file {toml_file}" if toml_file else "settings"
+        raise ConfigError(f"{where}: {exc}") from None
     if settings.jobs.poll_min_interval > settings.jobs.poll_max_interval:
         raise ConfigError("jobs.poll_min_interval must not exceed jobs.poll_max_interval")
     return settings
 
 
+#: How a list setting is written in an environment variable (JSON), by setting.
+_JSON_EXAMPLES = {
+    "discord.guild_ids": "[123456789012345678, 234567890123456789]",
+    "models.extra": '["owner/project", "other-owner/other-project"]',
+}
+
+
+def _json_fields() -> dict[str, str]:
+    """`WIROBOT_SECTION__KEY` -> `section.key` for the settings whose value is a list."""
+    found = {}
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for key, field in model.model_fields.items():
+            if typing.get_origin(field.annotation) in (list, dict):
+                found[f"{ENV_PREFIX}{section}__{key}".upper()] = f"{section}.{key}"
+    return found
+
+
+def _check_json_environment(environ: Mapping[str, str]) -> None:
+    """A list setting given in the environment must be JSON: say so, naming the variable,
+    rather than pydantic-settings' "error parsing value for field" without one."""
+    wanted = _json_fields()
+    for name, value in environ.items():
+        setting = wanted.get(name.upper())
+        if setting is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            shown = value if len(value) <= 40 else value[:39] + "…"
+            raise ConfigError(
+                f"setting {setting} ({name.upper()}): must be a JSON list, like "
+                f"{name.upper()}='{_JSON_EXAMPLES.get(setting, '[...]')}' (got '{shown}')"
+            ) from None
+
+
 def _one_line(exc: ValidationError) -> str:
     first = exc.errors(include_input=False, include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "settings"
-    env_name = ENV_PREFIX + "__".join(str(part) for part in first["loc"]).upper()
+    loc = [str(part) for part in first["loc"]]
+    where = ".".join(loc[:2]) or "settings"
+    where += "".join(f"[{part}]" for part in loc[2:])  # an item of a list: guild_ids[0]
+    env_name = ENV_PREFIX + "__".join(loc[:2]).upper()
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "is not a known setting"
+    section_key = ".".join(str(part) for part in first["loc"][:2])
+    if first["type"] == "list_type" and section_key in _JSON_EXAMPLES:
+        message += f", like {env_name}='{_JSON_EXAMPLES[section_key]}'"
     more = len(exc.errors()) - 1
     tail = f" (and {more} more)" if more else ""
     return f"setting {where} ({env_name}): {message}{tail}"

@@ -105,3 +105,41 @@ def test_missing_credentials_name_their_variable() -> None:
         settings.require_wiro_key()
     with pytest.raises(ConfigError, match="WIROBOT_DISCORD__TOKEN"):
         settings.require_discord_token()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "example"),
+    [
+        ("WIROBOT_MODELS__EXTRA", "owner/project", '["owner/project"'),
+        ("WIROBOT_DISCORD__GUILD_IDS", "[1,", "[123456789012345678"),
+        ("WIROBOT_DISCORD__GUILD_IDS", "123", "[123456789012345678"),
+    ],
+)
+def test_a_list_setting_that_is_not_json_names_the_variable_and_the_form(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, example: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert name in message and example in message
+    assert "EnvSettingsSource" not in message and "None" not in message
+    assert "\n" not in message
+
+
+def test_a_bad_list_item_names_the_variable_people_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIROBOT_DISCORD__GUILD_IDS", '["general"]')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(
+        "setting discord.guild_ids[0] (WIROBOT_DISCORD__GUILD_IDS): "
+    )
+
+
+def test_logging_format_is_text_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().logging.format == "text"
+    monkeypatch.setenv("WIROBOT_LOGGING__FORMAT", "json")
+    assert load_settings().logging.format == "json"
+    monkeypatch.setenv("WIROBOT_LOGGING__FORMAT", "xml")
+    with pytest.raises(ConfigError, match="WIROBOT_LOGGING__FORMAT"):
+        load_settings()
