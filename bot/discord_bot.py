@@ -11,9 +11,11 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_views.buttons import all_buttons
+from bot.discord_views.buttons import all_buttons, remix_submitted
+from bot.discord_views.errors import report_failure
 from bot.discord_views.updater import StatusUpdater
 from bot.runtime import Runtime, check_storage, open_runtime
 from bot.settings import Settings
@@ -50,6 +52,7 @@ class WiroBot(commands.Bot):
         self._runtime = runtime
         self._owned = AsyncExitStack()
         self.updater = StatusUpdater(self, settings.discord.status_edit_interval)
+        self.tree.error(self._command_failed)
 
     @property
     def runtime(self) -> Runtime:
@@ -62,10 +65,19 @@ class WiroBot(commands.Bot):
             self._runtime = await self._owned.enter_async_context(open_runtime(self.settings))
         for item in all_buttons():
             self.add_dynamic_items(item)
+        self.add_listener(remix_submitted, "on_interaction")
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
         await self.sync_commands()
         await self.updater.resume()
+
+    async def _command_failed(
+        self, interaction: discord.Interaction[discord.Client], error: app_commands.AppCommandError
+    ) -> None:
+        """Any error in a slash command: a private message in words and one log line."""
+        command = interaction.command
+        name = f"/{command.qualified_name}" if command is not None else "a command"
+        await report_failure(interaction, error, name)
 
     async def sync_commands(self) -> None:
         """To the configured guilds at once when set (global sync can take an hour)."""

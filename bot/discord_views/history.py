@@ -26,6 +26,7 @@ from bot.catalog.catalog import Catalog
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.discord_views import images
 from bot.discord_views.catalog import shown_value
+from bot.discord_views.fit import fit_embed
 from bot.discord_views.launch import age_restricted
 from bot.discord_views.render import failure_words, model_name, seconds, state_words
 from bot.jobs.job import Job, JobState
@@ -94,7 +95,7 @@ async def history_page(
     embed.set_footer(
         text=f"Page {page + 1} of {pages} · {total} {noun} · /history job:<number> shows one"
     )
-    return embed, _pager(request, page, pages)
+    return fit_embed(embed), _pager(request, page, pages)
 
 
 def request_from_custom_id(match: re.Match[str], catalog: Catalog) -> HistoryRequest:
@@ -244,7 +245,7 @@ def job_embed(job: Job, model: ModelSpec | None, guild_id: int | None) -> discor
     url = jump_url(job, guild_id)
     if url:
         embed.add_field(name="Posted", value=f"[Go to the message]({url})", inline=False)
-    return embed
+    return fit_embed(embed)
 
 
 def may_see(interaction: discord.Interaction[Any], job: Job) -> bool:

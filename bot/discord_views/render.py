@@ -11,6 +11,7 @@ import discord
 from bot import progress as progress_text
 from bot.catalog.spec import ModelSpec
 from bot.catalog.validation import format_number
+from bot.discord_views.fit import fit_embed
 from bot.jobs.job import ErrorKind, Job, JobState
 from bot.wiro.types import TaskProgress
 
@@ -71,7 +72,7 @@ def status_embed(
     if job.user_id is not None:
         embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def result_embed(
@@ -102,7 +103,7 @@ def result_embed(
             inline=False,
         )
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def ending_embed(job: Job, model: ModelSpec | None) -> discord.Embed:
@@ -115,7 +116,7 @@ def ending_embed(job: Job, model: ModelSpec | None) -> discord.Embed:
     if job.user_id is not None:
         embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def failure_words(job: Job) -> str:
