@@ -119,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the models and their inputs",
         description="Every model, with each option it takes: the allowed values and default.",
     )
+    invite = commands.add_parser(
+        "invite",
+        help="print the link that adds the bot to a server",
+        description="Print the invite link for the bot of discord.token, with the scopes "
+        "(bot, applications.commands) and the permissions it needs: View Channel, Send "
+        "Messages (also in threads), Embed Links, Attach Files. Nothing is sent to Discord.",
+    )
+    invite.add_argument(
+        "--application-id",
+        type=_positive_int,
+        metavar="ID",
+        help="the application's id (Developer Portal -> General Information), when the "
+        "token is not at hand",
+    )
     commands.add_parser(
         "check",
         help="check settings, Wiro credentials and the Discord token",
@@ -129,11 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
-    if not re.fullmatch(r"\s*\+?\d{1,9}\s*", text):
+    if not re.fullmatch(r"\s*\+?\d{1,20}\s*", text):
         raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}")
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    if value >= 2**63:  # SQLite's and Discord's ids stop there
+        raise argparse.ArgumentTypeError(f"must be less than {2**63}")
     return value
 
 
@@ -200,6 +216,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(models(settings))
         if command == "check":
             return asyncio.run(check(settings))
+        if command == "invite":
+            return invite(settings, args.application_id)
     except ConfigError as exc:
         print(f"wirobot: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -477,6 +495,24 @@ async def check(settings: Settings, out: TextIO = sys.stdout) -> int:
     else:
         ok = await _check_discord(settings.discord.token.get_secret_value(), out) and ok
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def invite(settings: Settings, application_id: int | None, out: TextIO = sys.stdout) -> int:
+    from bot.discord_bot import application_id_from_token, invite_url
+
+    if application_id is None:
+        token = settings.require_discord_token().get_secret_value()
+        application_id = application_id_from_token(token)
+        if application_id is None:
+            print(
+                "wirobot: discord.token does not look like a bot token (three parts joined "
+                "by dots); copy it again from the Developer Portal (your application -> Bot "
+                "-> Reset Token), or give --application-id",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    print(invite_url(application_id), file=out)
+    return EXIT_OK
 
 
 def _database_exists(settings: Settings) -> bool:

@@ -4,6 +4,7 @@ the commands, keeps job messages up to date and re-attaches to jobs after a rest
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import signal
@@ -97,6 +98,33 @@ class WiroBot(commands.Bot):
         await self.updater.stop()
         await self._owned.aclose()
         await super().close()
+
+
+#: What the bot needs where it posts (see launch.missing_permissions) and nothing more.
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    embed_links=True,
+    attach_files=True,
+)
+SCOPES = ("bot", "applications.commands")
+
+
+def invite_url(application_id: int) -> str:
+    """The link a server admin opens to add the bot, with its scopes and permissions."""
+    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=SCOPES)
+
+
+def application_id_from_token(token: str) -> int | None:
+    """The bot's id, which a bot token starts with (base64); None if it does not look like
+    one. For every bot application the bot's user id is the application's id."""
+    first = token.strip().split(".")[0]
+    try:
+        decoded = base64.b64decode(first + "=" * (-len(first) % 4), validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(decoded) if decoded.isdigit() and 15 <= len(decoded) <= 21 else None
 
 
 def _plain(exc: BaseException) -> str:

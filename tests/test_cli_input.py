@@ -276,3 +276,35 @@ async def test_history_limit_is_refused_in_words(
 ) -> None:
     result = await wirobot(cli_env, tmp_path, "history", "--limit", value)
     assert result.code == 2 and "--limit" in result.err and "Traceback" not in result.err
+
+
+# -- a new admin's first hour ---------------------------------------------------------------
+
+
+async def test_invite_prints_the_link_for_the_tokens_application(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A bot token starts with the bot's id in base64; the rest here is made up.
+    token = "MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GabcDe.not-a-real-signature-at-all"
+    result = await wirobot(dict(cli_env, WIROBOT_DISCORD__TOKEN=token), tmp_path, "invite")
+    assert result.code == 0, result.err
+    assert result.out.strip() == (
+        "https://discord.com/oauth2/authorize?client_id=1234567890123456789"
+        "&scope=bot+applications.commands&permissions=274877959168"
+    )
+    assert token not in result.out + result.err
+
+    by_id = await wirobot(cli_env, tmp_path, "invite", "--application-id", "42424242424242424")
+    assert by_id.code == 0 and "client_id=42424242424242424&" in by_id.out
+
+
+async def test_invite_without_a_usable_token_says_what_to_do(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = await wirobot(cli_env, tmp_path, "invite")
+    assert missing.code == 2 and "WIROBOT_DISCORD__TOKEN" in one_line(missing)
+    garbled = await wirobot(
+        dict(cli_env, WIROBOT_DISCORD__TOKEN="paste-error"), tmp_path, "invite"
+    )
+    assert garbled.code == 2 and "Reset Token" in one_line(garbled)
+    assert "paste-error" not in garbled.err
