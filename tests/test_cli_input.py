@@ -147,9 +147,7 @@ async def test_an_out_folder_that_cannot_be_written_is_found_before_the_run(
     assert wiro.calls["run"] == 0
 
 
-async def test_imagine_help_describes_every_option(
-    cli_env: dict[str, str], tmp_path: Path
-) -> None:
+async def test_imagine_help_describes_every_option(cli_env: dict[str, str], tmp_path: Path) -> None:
     result = await wirobot(cli_env, tmp_path, "imagine", "--help")
     assert result.code == 0
     assert "wirobot models" in result.out
@@ -303,8 +301,6 @@ async def test_invite_without_a_usable_token_says_what_to_do(
 ) -> None:
     missing = await wirobot(cli_env, tmp_path, "invite")
     assert missing.code == 2 and "WIROBOT_DISCORD__TOKEN" in one_line(missing)
-    garbled = await wirobot(
-        dict(cli_env, WIROBOT_DISCORD__TOKEN="paste-error"), tmp_path, "invite"
-    )
+    garbled = await wirobot(dict(cli_env, WIROBOT_DISCORD__TOKEN="paste-error"), tmp_path, "invite")
     assert garbled.code == 2 and "Reset Token" in one_line(garbled)
     assert "paste-error" not in garbled.err
