@@ -472,14 +472,14 @@ async def check(settings: Settings, out: TextIO = sys.stdout) -> int:
     ok = True
     print("settings: valid", file=out)
     try:
-        check_storage(settings)
+        check_storage(settings, create=False)
         print(f"database: {settings.database.path} can be used", file=out)
     except ConfigError as exc:
         print(f"database: {exc}", file=out)
         ok = False
     async with aiohttp.ClientSession() as session:
-        client = build_client(settings, session)
         try:
+            client = build_client(settings, session)
             await client.tool_detail(settings.models.default)
             print("wiro: credentials accepted", file=out)
         except AuthError as exc:
@@ -489,6 +489,9 @@ async def check(settings: Settings, out: TextIO = sys.stdout) -> int:
             print("wiro: credentials accepted (the default model was not found)", file=out)
         except WiroError as exc:
             print(f"wiro: could not check: {exc}", file=out)
+            ok = False
+        except ConfigError as exc:  # no key
+            print(f"wiro: {exc}", file=out)
             ok = False
     if settings.discord.token is None:
         print("discord: no token set (needed to start the bot)", file=out)
@@ -525,7 +528,8 @@ async def _check_discord(token: str, out: TextIO) -> bool:
 
     discord.VoiceClient.warn_nacl = False  # the bot never joins voice: no warnings about it
     discord.VoiceClient.warn_dave = False
-    client = discord.Client(intents=discord.Intents.none())
+    # Only logs in (no gateway): the intent is the bot's own, to keep discord.py from warning.
+    client = discord.Client(intents=discord.Intents(guilds=True))
     try:
         await client.login(token)
         user = client.user

@@ -16,8 +16,9 @@ from bot.settings import LoggingSettings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
-#: Loggers whose INFO lines are noise for a command that only reads (a migration applied).
-_QUIET_FOR_READERS = ("bot.store",)
+#: Loggers whose INFO lines are noise for a command that only reads or checks (a migration
+#: applied, discord.py "logging in using static token").
+_QUIET_FOR_READERS = ("bot.store", "discord")
 
 
 class JsonFormatter(logging.Formatter):

@@ -86,16 +86,17 @@ _OUTPUTS_SETTING = "database.outputs_dir (WIROBOT_DATABASE__OUTPUTS_DIR)"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_storage(settings: Settings) -> None:
+def check_storage(settings: Settings, *, create: bool = True) -> None:
     """The database file and the images folder can be used; ConfigError in one line if not.
 
     Run before anything is opened (and before the bot logs in to Discord), so a bad path
-    stops the start with words, and a file that is not ours is never written to.
+    stops the start with words, and a file that is not ours is never written to. With
+    `create=False` (`wirobot check`) missing folders are not made, only found makeable.
     """
     path = settings.database.path
     if str(path) != ":memory:":
-        _check_database_file(path)
-    _check_folder(settings.database.outputs_path, _OUTPUTS_SETTING)
+        _check_database_file(path, create)
+    _check_folder(settings.database.outputs_path, _OUTPUTS_SETTING, create=create)
 
 
 async def open_store(settings: Settings) -> Store:
@@ -111,8 +112,8 @@ async def open_store(settings: Settings) -> Store:
         ) from None
 
 
-def _check_database_file(path: Path) -> None:
-    _check_folder(path.parent, _DB_SETTING, for_file=path)
+def _check_database_file(path: Path, create: bool) -> None:
+    _check_folder(path.parent, _DB_SETTING, for_file=path, create=create)
     if path.is_dir():
         raise ConfigError(f"{_DB_SETTING}: {path} is a folder; give a file name inside it.")
     if not path.exists():
@@ -134,8 +135,15 @@ def _check_database_file(path: Path) -> None:
         )
 
 
-def _check_folder(folder: Path, setting: str, *, for_file: Path | None = None) -> None:
+def _check_folder(
+    folder: Path, setting: str, *, for_file: Path | None = None, create: bool = True
+) -> None:
     what = f"the folder for {for_file}" if for_file else f"the folder {folder}"
+    if not create:
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent  # the nearest folder that exists must let us make the rest
+        if not folder.is_dir():
+            raise ConfigError(f"{setting}: cannot create {what}: {folder} is a file.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:

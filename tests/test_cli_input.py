@@ -265,6 +265,7 @@ async def test_reading_commands_create_nothing_and_check_prints_no_library_warni
     checked = await wirobot(dict(cli_env, WIROBOT_DISCORD__TOKEN=""), tmp_path, "check")
     assert checked.code == 0
     assert "database:" in checked.out
+    assert not (tmp_path / "db").exists()  # checked, not made
     assert "WARNING" not in checked.err and "PyNaCl" not in checked.err + checked.out
 
 
