@@ -3,8 +3,10 @@ for the member, one log line (with its traceback) for the operator, never silenc
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
@@ -65,6 +67,27 @@ async def tell(interaction: discord.Interaction[Any], text: str) -> None:
             await interaction.response.send_message(text, ephemeral=True)
     except discord.HTTPException as exc:  # expired, or Discord is down: the log has it
         log.warning("could not tell user %s: %s", interaction.user.id, _plain(exc))
+
+
+_Self = TypeVar("_Self")
+_Callback = Callable[[_Self, discord.Interaction[Any]], Coroutine[Any, Any, None]]
+
+
+def reports_failures(what: str) -> Callable[[_Callback[_Self]], _Callback[_Self]]:
+    """For a component's `callback`: discord.py only logs what a dynamic item raises, so the
+    member would see "This interaction failed"; this tells them, and logs once."""
+
+    def decorate(callback: _Callback[_Self]) -> _Callback[_Self]:
+        @functools.wraps(callback)
+        async def run(self: _Self, interaction: discord.Interaction[Any]) -> None:
+            try:
+                await callback(self, interaction)
+            except Exception as exc:
+                await report_failure(interaction, exc, what)
+
+        return run
+
+    return decorate
 
 
 def _plain(exc: BaseException) -> str:

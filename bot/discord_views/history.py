@@ -26,6 +26,7 @@ from bot.catalog.catalog import Catalog
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.discord_views import images
 from bot.discord_views.catalog import shown_value
+from bot.discord_views.errors import reports_failures
 from bot.discord_views.fit import fit_embed
 from bot.discord_views.launch import age_restricted
 from bot.discord_views.render import failure_words, model_name, seconds, state_words
@@ -136,6 +137,7 @@ class HistoryPageButton(
         button = cast(_Button, item)
         return cls(request, button.label or "", disabled=button.disabled)
 
+    @reports_failures("the history page button")
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         request = self.request
         if interaction.user.id != request.user_id:

@@ -95,3 +95,21 @@ async def test_an_error_inside_a_form_is_told_privately_and_logged_once(
     assert h.message(remix).content == SORRY
     (record,) = failures(caplog)
     assert record.getMessage().startswith("the Remix form failed for user ")
+
+
+async def test_an_error_behind_the_history_pages_is_told_privately(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.discord.test_history import make_job
+
+    h = harness
+    for index in range(12):
+        await make_job(h, h.alice, f"cat {index}")
+    result = await h.alice.slash(h.channel, "history")
+    await h.runtime.store.close()
+
+    pressed = await h.alice.click(h.message(result), label="Next")
+
+    assert pressed.ephemeral and h.message(pressed).content == SORRY
+    (record,) = failures(caplog)
+    assert record.getMessage().startswith("the history page button failed for user ")
