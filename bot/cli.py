@@ -1,4 +1,5 @@
-"""The `wirobot` command: start the bot, or run one job, list history, models, check settings.
+"""The `wirobot` command: start the bot, or run one job, list history, models, check settings,
+print the invite link.
 
 Exit codes: 0 success, 1 the job failed or was cancelled (or a check failed), 2 bad usage or
 configuration.
@@ -54,12 +55,12 @@ _IMAGINE_OPTIONS: dict[str, tuple[type, str]] = {
     "height": (int, "image height in pixels, a multiple of 8 (256 to 2048)"),
     "scheduler": (str, "sampling scheduler, by name (the model's choices: wirobot models)"),
     "clip_skip": (int, "skip the last CLIP layers, a whole number (1 to 12; higher is looser)"),
-    "refiner": (str, "run the SDXL refiner after the base model: yes or no"),
+    "refiner": (str, "run the SDXL refiner after the base model: YES or NO"),
     "high_noise_frac": (
         float,
         "share of the steps the base model does before the refiner (0 to 1)",
     ),
-    "refiner_steps": (int, "steps the refiner runs, a whole number"),
+    "refiner_steps": (int, "steps the refiner runs, a whole number (1 to 150)"),
 }
 _MODEL_NOTE = (
     "Which options a model takes, their ranges, choices and defaults: `wirobot models`. "
