@@ -32,6 +32,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _secret_text(v: Any) -> Any:
+    """Blank is unset; spaces around are a copy-and-paste slip; anything but printable ASCII
+    cannot go in an HTTP header. The message never repeats the secret."""
+    if not isinstance(v, str):
+        return v
+    v = v.strip()
+    if not v:
+        return None
+    if not all(33 <= ord(c) < 127 for c in v):
+        raise ValueError(
+            "holds characters no token or key has (spaces, accents, control or non-UTF-8 "
+            "bytes); copy it again"
+        )
+    return v
+
+
 class DiscordSettings(_Section):
     token: SecretStr | None = None
     #: Sync commands to these guilds at once instead of globally (global sync can take an hour).
@@ -42,7 +58,7 @@ class DiscordSettings(_Section):
     @field_validator("token", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
+        return _secret_text(v)
 
 
 class WiroSettings(_Section):
@@ -55,7 +71,7 @@ class WiroSettings(_Section):
     @field_validator("api_key", "api_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
+        return _secret_text(v)
 
     @field_validator("base_url")
     @classmethod

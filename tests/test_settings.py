@@ -143,3 +143,16 @@ def test_logging_format_is_text_or_json(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("WIROBOT_LOGGING__FORMAT", "xml")
     with pytest.raises(ConfigError, match="WIROBOT_LOGGING__FORMAT"):
         load_settings()
+
+
+def test_a_key_with_stray_bytes_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WIROBOT_WIRO__API_KEY", "abc\udcff\udcfedef")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "WIROBOT_WIRO__API_KEY" in str(caught.value) and "copy it again" in str(caught.value)
+    assert "abc" not in str(caught.value)
+
+    monkeypatch.setenv("WIROBOT_WIRO__API_KEY", "  the-key\n")
+    assert load_settings().require_wiro_key().get_secret_value() == "the-key"
