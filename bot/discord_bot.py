@@ -4,6 +4,7 @@ the commands, keeps job messages up to date and re-attaches to jobs after a rest
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import signal
@@ -11,11 +12,13 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_views.buttons import all_buttons
+from bot.discord_views.buttons import all_buttons, remix_submitted
+from bot.discord_views.errors import report_failure
 from bot.discord_views.updater import StatusUpdater
-from bot.runtime import Runtime, open_runtime
+from bot.runtime import Runtime, check_storage, open_runtime
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class WiroBot(commands.Bot):
         self._runtime = runtime
         self._owned = AsyncExitStack()
         self.updater = StatusUpdater(self, settings.discord.status_edit_interval)
+        self.tree.error(self._command_failed)
 
     @property
     def runtime(self) -> Runtime:
@@ -62,10 +66,19 @@ class WiroBot(commands.Bot):
             self._runtime = await self._owned.enter_async_context(open_runtime(self.settings))
         for item in all_buttons():
             self.add_dynamic_items(item)
+        self.add_listener(remix_submitted, "on_interaction")
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
         await self.sync_commands()
         await self.updater.resume()
+
+    async def _command_failed(
+        self, interaction: discord.Interaction[discord.Client], error: app_commands.AppCommandError
+    ) -> None:
+        """Any error in a slash command: a private message in words and one log line."""
+        command = interaction.command
+        name = f"/{command.qualified_name}" if command is not None else "a command"
+        await report_failure(interaction, error, name)
 
     async def sync_commands(self) -> None:
         """To the configured guilds at once when set (global sync can take an hour)."""
@@ -87,13 +100,44 @@ class WiroBot(commands.Bot):
         await super().close()
 
 
+#: What the bot needs where it posts (see launch.missing_permissions) and nothing more.
+PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    embed_links=True,
+    attach_files=True,
+)
+SCOPES = ("bot", "applications.commands")
+
+
+def invite_url(application_id: int) -> str:
+    """The link a server admin opens to add the bot, with its scopes and permissions."""
+    return discord.utils.oauth_url(application_id, permissions=PERMISSIONS, scopes=SCOPES)
+
+
+def application_id_from_token(token: str) -> int | None:
+    """The bot's id, which a bot token starts with (base64); None if it does not look like
+    one. For every bot application the bot's user id is the application's id."""
+    first = token.strip().split(".")[0]
+    try:
+        decoded = base64.b64decode(first + "=" * (-len(first) % 4), validate=True).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(decoded) if decoded.isdigit() and 15 <= len(decoded) <= 21 else None
+
+
 def _plain(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def run_bot(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status."""
+    """Run until SIGTERM or SIGINT, then shut down cleanly. Returns the exit status.
+
+    Settings and files are checked before logging in to Discord (ConfigError otherwise)."""
     token = settings.require_discord_token().get_secret_value()
+    settings.require_wiro_key()
+    check_storage(settings)
     return asyncio.run(_run(settings, token))
 
 

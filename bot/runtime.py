@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -74,7 +77,7 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
     of it on the way out (unfinished jobs stay in the database and resume next time)."""
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
-        store = await Store.open(settings.database.path)
+        store = await open_store(settings)
         stack.push_async_callback(store.close)
         client = build_client(settings, session)
         catalog = Catalog.from_seeds()
@@ -112,3 +115,89 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
             stack.push_async_callback(retention.close)
             await read_prices(engine)
         yield Runtime(settings, session, store, catalog, client, engine)
+
+
+# -- start-up checks: one line naming the file and what to do, the file left untouched --------
+
+_DB_SETTING = "database.path (WIROBOT_DATABASE__PATH)"
+_OUTPUTS_SETTING = "database.outputs_dir (WIROBOT_DATABASE__OUTPUTS_DIR)"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_storage(settings: Settings, *, create: bool = True) -> None:
+    """The database file and the images folder can be used; ConfigError in one line if not.
+
+    Run before anything is opened (and before the bot logs in to Discord), so a bad path
+    stops the start with words, and a file that is not ours is never written to. With
+    `create=False` (`wirobot check`) missing folders are not made, only found makeable.
+    """
+    path = settings.database.path
+    if str(path) != ":memory:":
+        _check_database_file(path, create)
+    _check_folder(settings.database.outputs_path, _OUTPUTS_SETTING, create=create)
+
+
+async def open_store(settings: Settings) -> Store:
+    """`Store.open` after `check_storage`; SQLite's own refusals become a ConfigError."""
+    check_storage(settings)
+    path = settings.database.path
+    try:
+        return await Store.open(path)
+    except sqlite3.Error as exc:
+        raise ConfigError(
+            f"{_DB_SETTING}: cannot use {path}: {exc}. Check the file and its folder are "
+            "writable, or point the setting at another file."
+        ) from None
+
+
+def _check_database_file(path: Path, create: bool) -> None:
+    _check_folder(path.parent, _DB_SETTING, for_file=path, create=create)
+    if path.is_dir():
+        raise ConfigError(f"{_DB_SETTING}: {path} is a folder; give a file name inside it.")
+    if not path.exists():
+        return
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(f"{_DB_SETTING}: cannot read {path}: {_reason(exc)}.") from None
+    if header and header != _SQLITE_HEADER:
+        raise ConfigError(
+            f"{_DB_SETTING}: {path} is not an SQLite database; it was left as it is. "
+            "Point the setting at another file, or move that one away."
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(
+            f"{_DB_SETTING}: {path} is read-only for this user; make it writable "
+            f"(chown or chmod), or point the setting at another file."
+        )
+
+
+def _check_folder(
+    folder: Path, setting: str, *, for_file: Path | None = None, create: bool = True
+) -> None:
+    what = f"the folder for {for_file}" if for_file else f"the folder {folder}"
+    if not create:
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent  # the nearest folder that exists must let us make the rest
+        if not folder.is_dir():
+            raise ConfigError(f"{setting}: cannot create {what}: {folder} is a file.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{setting}: cannot create {what}: {folder} is a file.") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting}: cannot create {what}: {_reason(exc)}. "
+            "Create it, or point the setting at a writable place."
+        ) from None
+    # SQLite writes a journal beside the database, and images go in the folder itself.
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{setting}: {what} is not writable for this user ({folder}); make it writable, "
+            "or point the setting at a writable place."
+        )
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__

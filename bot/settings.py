@@ -5,9 +5,12 @@ Built once in `main()` and passed down; nothing here is a module-level global.
 
 from __future__ import annotations
 
+import json
 import os
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -29,6 +32,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _secret_text(v: Any) -> Any:
+    """Blank is unset; spaces around are a copy-and-paste slip; anything but printable ASCII
+    cannot go in an HTTP header. The message never repeats the secret."""
+    if not isinstance(v, str):
+        return v
+    v = v.strip()
+    if not v:
+        return None
+    if not all(33 <= ord(c) < 127 for c in v):
+        raise ValueError(
+            "holds characters no token or key has (spaces, accents, control or non-UTF-8 "
+            "bytes); copy it again"
+        )
+    return v
+
+
 class DiscordSettings(_Section):
     token: SecretStr | None = None
     #: Sync commands to these guilds at once instead of globally (global sync can take an hour).
@@ -39,7 +58,7 @@ class DiscordSettings(_Section):
     @field_validator("token", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
+        return _secret_text(v)
 
 
 class WiroSettings(_Section):
@@ -56,7 +75,7 @@ class WiroSettings(_Section):
     @field_validator("api_key", "api_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
-        return None if isinstance(v, str) and not v.strip() else v
+        return _secret_text(v)
 
     @field_validator("base_url")
     @classmethod
@@ -130,6 +149,8 @@ class JobSettings(_Section):
 
 class LoggingSettings(_Section):
     level: str = "INFO"
+    #: "text": one line per event for people; "json": one JSON object per line for collectors.
+    format: Literal["text", "json"] = "text"
 
     @field_validator("level")
     @classmethod
@@ -197,6 +218,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     toml_file = config_path(path)
     if toml_file is not None and not toml_file.is_file():
         raise ConfigError(f"config file {toml_file} does not exist")
+    _check_json_environment(os.environ)
 
     class _FromFile(Settings):
         model_config = SettingsConfigDict(toml_file=toml_file)
@@ -206,19 +228,63 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
     except (ValueError, OSError) as exc:  # unreadable or malformed TOML
-        raise ConfigError(f"config file {toml_file}: {exc}") from None
+        where = f"config file {toml_file}" if toml_file else "settings"
+        raise ConfigError(f"{where}: {exc}") from None
     if settings.jobs.poll_min_interval > settings.jobs.poll_max_interval:
         raise ConfigError("jobs.poll_min_interval must not exceed jobs.poll_max_interval")
     return settings
 
 
+#: How a list setting is written in an environment variable (JSON), by setting.
+_JSON_EXAMPLES = {
+    "discord.guild_ids": "[123456789012345678, 234567890123456789]",
+    "models.extra": '["owner/project", "other-owner/other-project"]',
+}
+
+
+def _json_fields() -> dict[str, str]:
+    """`WIROBOT_SECTION__KEY` -> `section.key` for the settings whose value is a list."""
+    found = {}
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        for key, field in model.model_fields.items():
+            if typing.get_origin(field.annotation) in (list, dict):
+                found[f"{ENV_PREFIX}{section}__{key}".upper()] = f"{section}.{key}"
+    return found
+
+
+def _check_json_environment(environ: Mapping[str, str]) -> None:
+    """A list setting given in the environment must be JSON: say so, naming the variable,
+    rather than pydantic-settings' "error parsing value for field" without one."""
+    wanted = _json_fields()
+    for name, value in environ.items():
+        setting = wanted.get(name.upper())
+        if setting is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            shown = value if len(value) <= 40 else value[:39] + "…"
+            raise ConfigError(
+                f"setting {setting} ({name.upper()}): must be a JSON list, like "
+                f"{name.upper()}='{_JSON_EXAMPLES.get(setting, '[...]')}' (got '{shown}')"
+            ) from None
+
+
 def _one_line(exc: ValidationError) -> str:
     first = exc.errors(include_input=False, include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "settings"
-    env_name = ENV_PREFIX + "__".join(str(part) for part in first["loc"]).upper()
+    loc = [str(part) for part in first["loc"]]
+    where = ".".join(loc[:2]) or "settings"
+    where += "".join(f"[{part}]" for part in loc[2:])  # an item of a list: guild_ids[0]
+    env_name = ENV_PREFIX + "__".join(loc[:2]).upper()
     message = first["msg"]
     if first["type"] == "extra_forbidden":
         message = "is not a known setting"
+    section_key = ".".join(str(part) for part in first["loc"][:2])
+    if first["type"] == "list_type" and section_key in _JSON_EXAMPLES:
+        message += f", like {env_name}='{_JSON_EXAMPLES[section_key]}'"
     more = len(exc.errors()) - 1
     tail = f" (and {more} more)" if more else ""
     return f"setting {where} ({env_name}): {message}{tail}"

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from bot.catalog.validation import InvalidInput
 from bot.discord_views.catalog import MAX_CHOICES, model_choices
+from bot.discord_views.fit import CONTENT, ShortText, fit
 from bot.discord_views.history import (
     MAX_SEARCH,
     HistoryPageButton,
@@ -50,7 +51,7 @@ class History(commands.Cog):
         self,
         interaction: discord.Interaction[Any],
         scope: Literal["mine", "server"] = "mine",
-        model: str | None = None,
+        model: ShortText | None = None,
         search: Range[str, 1, MAX_SEARCH] | None = None,
         job: Range[int, 1] | None = None,
     ) -> None:
@@ -62,7 +63,7 @@ class History(commands.Cog):
             try:
                 slug = self.bot.runtime.catalog.require(model).slug
             except InvalidInput as exc:
-                await interaction.response.send_message(exc.message, ephemeral=True)
+                await interaction.response.send_message(fit(exc.message, CONTENT), ephemeral=True)
                 return
         request = HistoryRequest(
             user_id=interaction.user.id,

@@ -11,12 +11,12 @@ from discord.ext import commands
 
 from bot.catalog.spec import ModelSpec
 from bot.discord_views.catalog import MAX_CHOICES, allowed_model_choices
+from bot.discord_views.fit import PromptText, ShortText, choice_name
 from bot.discord_views.launch import requester_of, start_job
 from bot.jobs.engine import JobRequest
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
-
 
 
 class Imagine(commands.Cog):
@@ -44,18 +44,18 @@ class Imagine(commands.Cog):
     async def imagine(
         self,
         interaction: discord.Interaction[Any],
-        prompt: str,
-        model: str | None = None,
-        negative_prompt: str | None = None,
+        prompt: PromptText,
+        model: ShortText | None = None,
+        negative_prompt: PromptText | None = None,
         samples: int | None = None,
         steps: int | None = None,
         guidance: float | None = None,
         seed: int | None = None,
         width: int | None = None,
         height: int | None = None,
-        scheduler: str | None = None,
+        scheduler: ShortText | None = None,
         clip_skip: int | None = None,
-        refiner: str | None = None,
+        refiner: ShortText | None = None,
         high_noise_frac: float | None = None,
         refiner_steps: int | None = None,
     ) -> None:
@@ -150,7 +150,7 @@ class Imagine(commands.Cog):
             if value in seen or not str(value).startswith(needle):
                 continue
             seen.add(value)
-            choices.append(Choice(name=f"{value} ({preset.label})", value=value))
+            choices.append(Choice(name=choice_name(f"{value} ({preset.label})"), value=value))
         return choices[:MAX_CHOICES]
 
 

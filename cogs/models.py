@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot.catalog.validation import InvalidInput
 from bot.discord_views.catalog import allowed_model_choices, model_embed, models_embed
+from bot.discord_views.fit import CONTENT, ShortText, fit
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
@@ -23,7 +24,9 @@ class Models(commands.Cog):
     @app_commands.command(name="models", description="The models you can use here, or one model")
     @app_commands.guild_only()
     @app_commands.describe(model="Show this model's inputs, defaults and trigger words")
-    async def models(self, interaction: discord.Interaction[Any], model: str | None = None) -> None:
+    async def models(
+        self, interaction: discord.Interaction[Any], model: ShortText | None = None
+    ) -> None:
         runtime = self.bot.runtime
         catalog = runtime.catalog
         guild = (
@@ -46,7 +49,7 @@ class Models(commands.Cog):
         try:
             spec = catalog.require(model)
         except InvalidInput as exc:
-            await interaction.response.send_message(exc.message, ephemeral=True)
+            await interaction.response.send_message(fit(exc.message, CONTENT), ephemeral=True)
             return
         defaults = (
             await runtime.store.guilds.model_defaults(guild.guild_id, spec.slug) if guild else {}

@@ -22,6 +22,7 @@ from discord.ext import commands
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.catalog.validation import InvalidInput, coerce, describe_allowed
 from bot.discord_views.catalog import MAX_CHOICES, model_choices, shown_value
+from bot.discord_views.fit import CHOICE_NAME, CONTENT, PromptText, ShortText, fit, fit_embed
 from bot.jobs.budget import month_of
 from bot.money import dollars_option, usd
 from bot.store import GuildSettings
@@ -66,7 +67,9 @@ class ServerSettings(
 
     @app_commands.command(name="model", description="The model this server uses by default")
     @app_commands.describe(model="The model; leave empty to use the bot's default")
-    async def model(self, interaction: discord.Interaction[Any], model: str | None = None) -> None:
+    async def model(
+        self, interaction: discord.Interaction[Any], model: ShortText | None = None
+    ) -> None:
         guild_id = await self._admin_guild(interaction)
         if guild_id is None:
             return
@@ -98,9 +101,9 @@ class ServerSettings(
     async def default(
         self,
         interaction: discord.Interaction[Any],
-        model: str,
-        input: str,
-        value: Range[str, 1, 2000],
+        model: ShortText,
+        input: ShortText,
+        value: PromptText,
     ) -> None:
         guild_id = await self._admin_guild(interaction)
         if guild_id is None:
@@ -127,7 +130,10 @@ class ServerSettings(
     @app_commands.command(name="clear", description="Remove this server's defaults for a model")
     @app_commands.describe(model="The model", input="Only this input (default: all of them)")
     async def clear(
-        self, interaction: discord.Interaction[Any], model: str, input: str | None = None
+        self,
+        interaction: discord.Interaction[Any],
+        model: ShortText,
+        input: ShortText | None = None,
     ) -> None:
         guild_id = await self._admin_guild(interaction)
         if guild_id is None:
@@ -162,7 +168,7 @@ class ServerSettings(
 
     @app_commands.command(name="enable", description="Let members use a model on this server")
     @app_commands.describe(model="A model turned off on this server")
-    async def enable(self, interaction: discord.Interaction[Any], model: str) -> None:
+    async def enable(self, interaction: discord.Interaction[Any], model: ShortText) -> None:
         guild_id = await self._admin_guild(interaction)
         if guild_id is None:
             return
@@ -180,7 +186,7 @@ class ServerSettings(
 
     @app_commands.command(name="disable", description="Turn a model off on this server")
     @app_commands.describe(model="A model members may use now")
-    async def disable(self, interaction: discord.Interaction[Any], model: str) -> None:
+    async def disable(self, interaction: discord.Interaction[Any], model: ShortText) -> None:
         guild_id = await self._admin_guild(interaction)
         if guild_id is None:
             return
@@ -531,7 +537,7 @@ class ServerSettings(
             f"{_count(month[0], 'job')}, {_usd(month[1])} in the last 30 days",
             inline=False,
         )
-        return embed
+        return fit_embed(embed)
 
 
 def _name(model: ModelSpec) -> str:
@@ -558,11 +564,11 @@ def _usd(amount: Decimal) -> str:
 
 
 def _fit(text: str) -> str:
-    return text if len(text) <= 100 else text[:99] + "…"
+    return fit(text, CHOICE_NAME)
 
 
 async def _say(interaction: discord.Interaction[Any], text: str) -> None:
-    await interaction.response.send_message(text, ephemeral=True)
+    await interaction.response.send_message(fit(text, CONTENT), ephemeral=True)
 
 
 # -- budgets and alerts -------------------------------------------------------------------------

@@ -124,3 +124,52 @@ def test_a_socket_url_that_is_not_a_websocket_is_named(monkeypatch: pytest.Monke
 def test_the_detail_rate_cap_defaults_to_ten_a_second() -> None:
     assert load_settings(None).jobs.detail_calls_per_second == 10
     assert load_settings(None).jobs.poll_min_interval >= 1.0
+@pytest.mark.parametrize(
+    ("name", "value", "example"),
+    [
+        ("WIROBOT_MODELS__EXTRA", "owner/project", '["owner/project"'),
+        ("WIROBOT_DISCORD__GUILD_IDS", "[1,", "[123456789012345678"),
+        ("WIROBOT_DISCORD__GUILD_IDS", "123", "[123456789012345678"),
+    ],
+)
+def test_a_list_setting_that_is_not_json_names_the_variable_and_the_form(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, example: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert name in message and example in message
+    assert "EnvSettingsSource" not in message and "None" not in message
+    assert "\n" not in message
+
+
+def test_a_bad_list_item_names_the_variable_people_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WIROBOT_DISCORD__GUILD_IDS", '["general"]')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith(
+        "setting discord.guild_ids[0] (WIROBOT_DISCORD__GUILD_IDS): "
+    )
+
+
+def test_logging_format_is_text_or_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().logging.format == "text"
+    monkeypatch.setenv("WIROBOT_LOGGING__FORMAT", "json")
+    assert load_settings().logging.format == "json"
+    monkeypatch.setenv("WIROBOT_LOGGING__FORMAT", "xml")
+    with pytest.raises(ConfigError, match="WIROBOT_LOGGING__FORMAT"):
+        load_settings()
+
+
+def test_a_key_with_stray_bytes_is_refused_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WIROBOT_WIRO__API_KEY", "abc\udcff\udcfedef")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "WIROBOT_WIRO__API_KEY" in str(caught.value) and "copy it again" in str(caught.value)
+    assert "abc" not in str(caught.value)
+
+    monkeypatch.setenv("WIROBOT_WIRO__API_KEY", "  the-key\n")
+    assert load_settings().require_wiro_key().get_secret_value() == "the-key"

@@ -205,12 +205,14 @@ class FakeTask:
     _final: TaskStatus | None = None
     _finished: float | None = None
     _marks: dict[TaskStatus, float] = field(default_factory=dict)
-    #: Percent shown as a progress bar in debugoutput while running (set by report_progress).
+    #: Percent shown as a progress bar in debugoutput while running (set by report_progress),
+    #: with the step and total steps it shows ("18/30"; default: the percent of 100).
     progress: int | None = None
     #: What a Cancel or Kill of this task costs (`totalcost` of the stopped task).
     stop_cost: float = 0.0
     #: Task/Detail calls still to answer "There is no task yet.".
     hidden_for: int = 0
+    progress_steps: tuple[int, int] | None = None
 
     # -- the clock-driven walk --------------------------------------------------------------
 
@@ -314,7 +316,8 @@ def _progress_bar(task: FakeTask, status: TaskStatus) -> str:
     if task.progress is None or status in TERMINAL_STATUSES:
         return ""
     bar = "#" * (task.progress // 10)
-    return f"Loading pipeline components...\n{task.progress:3d}%|{bar:<10}| {task.progress}/100\n"
+    step, total = task.progress_steps or (task.progress, 100)
+    return f"Loading pipeline components...\n{task.progress:3d}%|{bar:<10}| {step}/{total}\n"
 
 
 class WiroStandIn:
@@ -531,9 +534,13 @@ class WiroStandIn:
             task._pinned = status
             task._marks.setdefault(status, now)
 
-    def report_progress(self, task_id: str, percent: int) -> None:
-        """Show a tqdm progress bar at `percent` in the task's debugoutput while it runs."""
+    def report_progress(
+        self, task_id: str, percent: int, step: int | None = None, total: int | None = None
+    ) -> None:
+        """Show a tqdm progress bar at `percent` (and `step`/`total`, when given) in the task's
+        debugoutput while it runs."""
         self.tasks[task_id].progress = percent
+        self.tasks[task_id].progress_steps = (step, total) if step and total else None
 
     def finish(self, task_id: str) -> None:
         """End a task now, the way its outcome says (a "stuck" task succeeds)."""
@@ -1155,6 +1162,8 @@ class SocketSide:
         self.registrations: collections.Counter[str] = collections.Counter()
         #: Task ids whose ending message was sent, in order.
         self.ended: list[str] = []
+        #: Progress lines set by hand (`report_progress`) sent, per task id.
+        self.progress_sent: collections.Counter[str] = collections.Counter()
 
     def fail_next(self, fault: str, *, times: int = 1) -> None:
         if fault not in SOCKET_FAULTS:
@@ -1248,9 +1257,8 @@ class SocketSide:
                 if task.progress is not None and task.progress != reported and sent_index >= 0:
                     # Progress set by hand (report_progress) is printed as a tqdm bar.
                     reported = task.progress
-                    bar = "#" * (reported // 10)
-                    line = f"{reported:3d}%|{bar:<10}| {reported}/100"
-                    await self._send(ws, task, "task_output", line)
+                    await self._send(ws, task, "task_output", _progress_bar(task, status).strip())
+                    self.progress_sent[task.id] += 1
                 if status in TERMINAL_STATUSES:
                     await self._end(ws, task, status)
                     return

@@ -49,8 +49,9 @@ class Catalog:
         model = self.get(slug)
         if model is None:
             available = ", ".join(m.slug for m in self._models.values())
+            shown = slug.strip() if len(slug.strip()) <= 100 else slug.strip()[:99] + "…"
             raise InvalidInput(
-                "model", f"Unknown model '{slug.strip()}'. Available: {available}.", available
+                "model", f"Unknown model '{shown}'. Available: {available}.", available
             )
         return model
 

@@ -22,7 +22,8 @@ from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 SEED_MIN = 0
 SEED_MAX = 2**32 - 1
 
-_INT_TEXT = re.compile(r"[+-]?\d+")
+#: Longer is no value any model takes, and int() refuses past 4,300 digits anyway.
+_INT_TEXT = re.compile(r"[+-]?\d{1,40}")
 _FLOAT_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _NUMERIC_KINDS = frozenset({InputKind.INT, InputKind.FLOAT, InputKind.SEED})
 
@@ -308,6 +309,8 @@ def _required_message(spec: InputSpec) -> str:
 def _shown(value: object) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return format_number(value)
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return "a number of more than 40 digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 from discord import ui
 
-from bot.discord_views.launch import requester_of, start_job
+from bot.discord_views.errors import report_failure, tell
+from bot.discord_views.fit import fit
+from bot.discord_views.launch import PROMPT_LENGTH, requester_of, start_job
 from bot.jobs.engine import CancelOutcome, JobRequest
 from bot.jobs.job import Job, JobState
 
@@ -70,6 +72,12 @@ class JobButton(
         return cls(match["action"], int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self._press(interaction)
+        except Exception as exc:  # discord.py would only log it: the member must hear too
+            await report_failure(interaction, exc, f"the {_LOOKS[self.action][0]} button")
+
+    async def _press(self, interaction: discord.Interaction[Any]) -> None:
         job = await _bot(interaction).runtime.engine.get(self.job_id)
         if job is None:
             if self.action == "delete":  # the message outlived its job: still let it go
@@ -82,7 +90,7 @@ class JobButton(
         elif self.action == "reroll":
             await start_job(interaction, again(job, interaction, prompt=job.prompt, seed=None))
         elif self.action == "remix":
-            await interaction.response.send_modal(RemixModal(job))
+            await send_remix_form(interaction, job)
         elif not _may_manage(interaction, job):
             await _say(
                 interaction,
@@ -114,26 +122,73 @@ async def _delete(interaction: discord.Interaction[Any]) -> None:
     await interaction.followup.send("Deleted.")
 
 
-class RemixModal(ui.Modal):
-    """The prompt to edit; the seed and every other input stay the same."""
+#: The Remix form's custom_id carries its job: `wirobot:remix-form:12`.
+_REMIX_FORM = re.compile(r"wirobot:remix-(?:form|modal):(?P<job>\d+)")  # modal: before 0.2
+_PROMPT_INPUT = "prompt"
+
+
+class RemixForm(ui.Modal):
+    """The prompt to edit; the seed and every other input stay the same.
+
+    discord.py keeps a sent form in memory under its custom_id alone: a second member's form
+    on the same result would replace the first's, and a restart forgets both. So the form is
+    dropped from memory as soon as it is sent, and every submit is handled from its custom_id
+    and the job in the database (`remix_submitted`), like the buttons.
+    """
 
     def __init__(self, job: Job) -> None:
-        super().__init__(title="Remix", custom_id=f"wirobot:remix-modal:{job.id}")
-        self.job = job
-        self.prompt: ui.TextInput[RemixModal] = ui.TextInput(
-            label="Prompt",
-            style=discord.TextStyle.paragraph,
-            default=job.prompt[:2000],
-            max_length=2000,
-            custom_id="prompt",
+        super().__init__(title="Remix", custom_id=f"wirobot:remix-form:{job.id}", timeout=None)
+        self.add_item(
+            ui.TextInput(
+                label="Prompt",
+                style=discord.TextStyle.paragraph,
+                default=fit(job.prompt, PROMPT_LENGTH),
+                max_length=PROMPT_LENGTH,
+                custom_id=_PROMPT_INPUT,
+            )
         )
-        self.add_item(self.prompt)
 
-    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
-        job = self.job
-        await start_job(
-            interaction, again(job, interaction, prompt=self.prompt.value, seed=job.seed)
-        )
+
+async def send_remix_form(interaction: discord.Interaction[Any], job: Job) -> None:
+    form = RemixForm(job)
+    await interaction.response.send_modal(form)
+    form.stop()  # out of discord.py's memory: remix_submitted answers every submit
+
+
+async def remix_submitted(interaction: discord.Interaction[Any]) -> None:
+    """Listener for every interaction: starts the job of a submitted Remix form."""
+    if interaction.type is not discord.InteractionType.modal_submit:
+        return
+    data = cast("dict[str, Any]", interaction.data or {})
+    match = _REMIX_FORM.fullmatch(str(data.get("custom_id", "")))
+    if match is None:
+        return
+    try:
+        job = await _bot(interaction).runtime.engine.get(int(match["job"]))
+        if job is None:
+            await tell(interaction, "This job no longer exists, so it cannot be remixed.")
+            return
+        prompt = _text_input(data.get("components", []), _PROMPT_INPUT)
+        if prompt is None:
+            await tell(interaction, "The form came back without a prompt; open Remix again.")
+            return
+        await start_job(interaction, again(job, interaction, prompt=prompt, seed=job.seed))
+    except Exception as exc:
+        await report_failure(interaction, exc, "the Remix form")
+
+
+def _text_input(components: list[Any], custom_id: str) -> str | None:
+    """The value of the text input `custom_id` in a submitted form (rows or labels)."""
+    for component in components:
+        if not isinstance(component, dict):
+            continue
+        if component.get("custom_id") == custom_id and "value" in component:
+            return str(component["value"])
+        inner = [*component.get("components", []), component.get("component")]
+        found = _text_input([c for c in inner if c], custom_id)
+        if found is not None:
+            return found
+    return None
 
 
 def again(
@@ -179,7 +234,7 @@ def _may_manage(interaction: discord.Interaction[Any], job: Job) -> bool:
 
 
 async def _say(interaction: discord.Interaction[Any], text: str) -> None:
-    await interaction.response.send_message(text, ephemeral=True)
+    await tell(interaction, text)
 
 
 def _bot(interaction: discord.Interaction[Any]) -> WiroBot:

@@ -12,6 +12,7 @@ from discord.app_commands import Choice
 
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.catalog.validation import describe_allowed, format_number
+from bot.discord_views.fit import CHOICE_NAME, fit, fit_embed
 from bot.runtime import Runtime
 from bot.store import GuildSettings
 
@@ -28,7 +29,7 @@ def model_label(model: ModelSpec) -> str:
     if "—" in description:
         description = description.split("—", 1)[1].strip()
     label = f"{model.display_name} — {description}" if description else model.display_name
-    return label if len(label) <= 100 else label[:99] + "…"
+    return fit(label, CHOICE_NAME)
 
 
 def model_choices(models: Iterable[ModelSpec]) -> list[Choice[str]]:
@@ -95,7 +96,7 @@ def models_embed(
     if turned_off:
         footer = f"{turned_off} more turned off by the server's admins. {footer}"
     embed.set_footer(text=footer)
-    return embed
+    return fit_embed(embed)
 
 
 def model_embed(
@@ -128,7 +129,7 @@ def model_embed(
     if model.size_presets:
         sizes = ", ".join(f"{p.width}×{p.height}" for p in model.size_presets)
         embed.add_field(name="Sizes", value=sizes[:1024], inline=False)
-    return embed
+    return fit_embed(embed)
 
 
 def _input_line(

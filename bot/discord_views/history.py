@@ -30,6 +30,8 @@ from bot.catalog.catalog import Catalog
 from bot.catalog.spec import InputKind, InputSpec, ModelSpec
 from bot.discord_views import images
 from bot.discord_views.catalog import shown_value
+from bot.discord_views.errors import reports_failures
+from bot.discord_views.fit import fit_embed
 from bot.discord_views.launch import age_restricted
 from bot.discord_views.render import failure_words, model_name, seconds, state_words
 from bot.jobs.job import Job, JobState
@@ -124,7 +126,7 @@ async def history_page(
         lines.append(_entry(job, catalog.get(job.model), interaction.guild_id))
     embed.description = "\n\n".join(lines)[:4096]
     embed.set_footer(text=f"{page_counts(page, total)} · /history job:<number> shows one")
-    return embed, _pager(request, page, found, more=more)
+    return fit_embed(embed), _pager(request, page, found, more=more)
 
 
 def page_counts(page: int, total: int) -> str:
@@ -175,6 +177,7 @@ class HistoryPageButton(
         button = cast(_Button, item)
         return cls(request, button.label or "", disabled=button.disabled)
 
+    @reports_failures("the history page button")
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         request = self.request
         if interaction.user.id != request.user_id:
@@ -311,7 +314,7 @@ def job_embed(job: Job, model: ModelSpec | None, guild_id: int | None) -> discor
     url = jump_url(job, guild_id)
     if url:
         embed.add_field(name="Posted", value=f"[Go to the message]({url})", inline=False)
-    return embed
+    return fit_embed(embed)
 
 
 def may_see(interaction: discord.Interaction[Any], job: Job) -> bool:

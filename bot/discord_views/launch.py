@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 
 from bot.catalog.validation import InvalidInput
+from bot.discord_views.fit import CONTENT, fit
 from bot.jobs.engine import BudgetExceeded, JobRefused, JobRequest, LimitReached, Prepared
 from bot.jobs.job import Requester
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 #: How long the checks before a job may take before the interaction is deferred (Discord
 #: allows 3 seconds for the first answer).
 ACK_BUDGET = 1.5
+
+#: The longest prompt a member can type (the models take up to 2,000 characters).
+PROMPT_LENGTH = 2000
 
 #: What the bot needs in a channel to post results there, also after the interaction expires.
 _NEEDED = (
@@ -132,6 +136,7 @@ def _refusal_words(exc: InvalidInput | JobRefused) -> str:
 async def _refuse(interaction: discord.Interaction[Any], text: str) -> None:
     """Tell only the person. After a (public) deferral: a private follow-up, and the
     'thinking…' placeholder is removed."""
+    text = fit(text, CONTENT)
     if not interaction.response.is_done():
         await interaction.response.send_message(text, ephemeral=True)
         return

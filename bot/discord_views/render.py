@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import discord
 
+from bot import progress as progress_text
 from bot.catalog.spec import ModelSpec
 from bot.catalog.validation import format_number
+from bot.discord_views.fit import fit_embed
 from bot.jobs.job import ErrorKind, Job, JobState
 from bot.money import usd
 from bot.wiro.types import TaskProgress
@@ -41,7 +43,7 @@ def state_words(job: Job, position: int | None = None, progress: TaskProgress | 
         return "Queued at Wiro"
     if job.status is JobState.RUNNING:
         if progress is not None:
-            return f"Generating… {round(progress.fraction * 100)}%"
+            return f"Generating… {progress_text.percent(progress)}%"
         return "Generating…"
     if job.status is JobState.SUCCEEDED:
         return "Done"
@@ -66,13 +68,15 @@ def status_embed(
     """The live status message of an unfinished job."""
     embed = discord.Embed(title=state_words(job, position, progress), colour=WORKING)
     embed.description = _prompt(job.prompt)
+    if job.status is JobState.RUNNING and progress is not None:
+        embed.add_field(name="Progress", value=progress_text.describe(progress), inline=False)
     embed.add_field(name="Model", value=model_name(job, model), inline=True)
     embed.add_field(name="Started", value=f"<t:{int(job.created_at)}:R>", inline=True)
     if job.user_id is not None:
         embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Price", value=price_words(job), inline=True)
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def result_embed(
@@ -103,7 +107,7 @@ def result_embed(
             inline=False,
         )
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def ending_embed(job: Job, model: ModelSpec | None) -> discord.Embed:
@@ -116,7 +120,7 @@ def ending_embed(job: Job, model: ModelSpec | None) -> discord.Embed:
     if job.user_id is not None:
         embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.set_footer(text=f"Job {job.id}")
-    return embed
+    return fit_embed(embed)
 
 
 def failure_words(job: Job) -> str:

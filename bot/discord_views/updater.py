@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import tasks
 
+from bot import progress as progress_text
 from bot.catalog.spec import ModelSpec
 from bot.discord_views import images, render
 from bot.discord_views.buttons import result_view, status_view
@@ -187,7 +188,11 @@ class StatusUpdater:
         return await self._bot.runtime.engine.get(job_id)
 
     def _words(self, job: Job) -> str:
-        return render.state_words(job, self._position(job), job.progress)
+        """What the message says; it is edited only when this changes."""
+        words = render.state_words(job, self._position(job), job.progress)
+        if job.status is JobState.RUNNING and job.progress is not None:
+            words += "\n" + progress_text.describe(job.progress)
+        return words
 
     def _position(self, job: Job) -> int | None:
         return self._bot.runtime.engine.queue_position(job.id)

@@ -73,10 +73,19 @@ async def test_the_status_shows_generation_progress_when_wiro_reports_it(
     job = await h.queued(await h.last_job())
     assert job.task_id is not None
     h.wiro.advance(job.task_id, TaskStatus.OUTPUT)
-    h.wiro.report_progress(job.task_id, 60)
+    h.wiro.report_progress(job.task_id, 60, 18, 30)
     await h.until(job.id, lambda j: j.progress is not None and j.progress.fraction == 0.6)
     await h.tick()
-    assert h.message(result).embeds[0].title == "Generating… 60%"
+    embed = h.message(result).embeds[0]
+    assert embed.title == "Generating… 60%"
+    fields = {field.name: field.value for field in embed.fields}
+    assert fields["Progress"] == "▰▰▰▰▰▰▱▱▱▱ 60% · step 18/30"
+
+    h.wiro.report_progress(job.task_id, 90, 27, 30)
+    await h.until(job.id, lambda j: j.progress is not None and j.progress.step == 27)
+    await h.tick()
+    fields = {field.name: field.value for field in h.message(result).embeds[0].fields}
+    assert fields["Progress"] == "▰▰▰▰▰▰▰▰▰▱ 90% · step 27/30"
 
 
 async def test_a_result_is_posted_within_a_beat_of_the_end(harness: Harness) -> None:
