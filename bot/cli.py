@@ -125,8 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Spend and jobs by member, by model and by day, from the costs Wiro "
         "reported (exact, in dollars). Reads the database only; nothing is sent to Wiro.",
     )
-    usage.add_argument("--guild", type=_positive_int, metavar="ID", help="one server's jobs "
-                       "(default: every job)")
+    usage.add_argument(
+        "--guild", type=_positive_int, metavar="ID", help="one server's jobs (default: every job)"
+    )
     usage.add_argument(
         "--period", choices=PERIODS, default="month", help="today, week, month (default) or all"
     )
@@ -149,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="the application's id (Developer Portal -> General Information), when the "
         "token is not at hand",
+    )
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database up to date, then exit",
+        description="Apply the database's pending migrations (SQLite at database.path, or "
+        "PostgreSQL at database.url) and exit. With --from-sqlite, first copy an existing "
+        "SQLite database into the empty PostgreSQL one of database.url, ids kept, all or "
+        "nothing.",
+    )
+    migrate.add_argument(
+        "--from-sqlite",
+        metavar="PATH",
+        help="the SQLite database file to copy into PostgreSQL (database.url must be set)",
     )
     commands.add_parser(
         "check",
@@ -219,7 +233,9 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"wirobot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     command = args.command or "run"
-    setup_logging(settings.logging, quiet=command in ("history", "usage", "models", "check"))
+    setup_logging(
+        settings.logging, quiet=command in ("history", "usage", "models", "check", "migrate")
+    )
     try:
         if command == "run":
             from bot.discord_bot import run_bot
@@ -235,6 +251,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return asyncio.run(models(settings))
         if command == "check":
             return asyncio.run(check(settings))
+        if command == "migrate":
+            return asyncio.run(migrate(settings, args.from_sqlite))
         if command == "invite":
             return invite(settings, args.application_id)
     except ConfigError as exc:
@@ -535,7 +553,8 @@ async def check(settings: Settings, out: TextIO = sys.stdout) -> int:
     print("settings: valid", file=out)
     try:
         check_storage(settings, create=False)
-        print(f"database: {settings.database.path} can be used", file=out)
+        where = settings.database.shown_url or settings.database.path
+        print(f"database: {where} can be used", file=out)
     except ConfigError as exc:
         print(f"database: {exc}", file=out)
         ok = False
@@ -580,7 +599,41 @@ def invite(settings: Settings, application_id: int | None, out: TextIO = sys.std
     return EXIT_OK
 
 
+# -- migrate -------------------------------------------------------------------------------
+
+
+async def migrate(settings: Settings, from_sqlite: str | None, out: TextIO = sys.stdout) -> int:
+    """Apply pending migrations and exit; with `from_sqlite`, copy that file in first."""
+    from bot.store.transfer import TransferError
+
+    shown = settings.database.shown_url or str(settings.database.path)
+    if from_sqlite is not None and settings.database.url is None:
+        print(
+            "wirobot: --from-sqlite copies into PostgreSQL: set database.url "
+            "(WIROBOT_DATABASE__URL) to the new, empty database first",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    async with await open_store(settings) as store:
+        if from_sqlite is not None:
+            source = Path(from_sqlite)
+            try:
+                copied = await store.copy_from_sqlite(source)
+            except TransferError as exc:
+                print(
+                    f"wirobot: --from-sqlite {source}: {exc}; nothing was copied", file=sys.stderr
+                )
+                return EXIT_USAGE
+            for part in copied:
+                print(f"copied {part.rows} rows of {part.table}", file=out)
+        version = await store.version()
+    print(f"database {shown}: up to date (version {version})", file=out)
+    return EXIT_OK
+
+
 def _database_exists(settings: Settings) -> bool:
+    if settings.database.url is not None:
+        return True  # a server's database: reading it creates nothing there
     path = settings.database.path
     return str(path) == ":memory:" or path.exists()
 

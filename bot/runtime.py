@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from bot.catalog.catalog import Catalog
 from bot.jobs.engine import JobEngine
@@ -132,14 +133,20 @@ def check_storage(settings: Settings, *, create: bool = True) -> None:
     `create=False` (`wirobot check`) missing folders are not made, only found makeable.
     """
     path = settings.database.path
-    if str(path) != ":memory:":
+    if str(path) != ":memory:" and settings.database.url is None:
         _check_database_file(path, create)
     _check_folder(settings.database.outputs_path, _OUTPUTS_SETTING, create=create)
 
 
+_URL_SETTING = "database.url (WIROBOT_DATABASE__URL)"
+
+
 async def open_store(settings: Settings) -> Store:
-    """`Store.open` after `check_storage`; SQLite's own refusals become a ConfigError."""
+    """`Store.open` after `check_storage` (PostgreSQL with `database.url`); the database's
+    own refusals become a ConfigError (the URL's password masked)."""
     check_storage(settings)
+    if settings.database.url is not None:
+        return await _open_postgres(settings)
     path = settings.database.path
     try:
         return await Store.open(path)
@@ -147,6 +154,21 @@ async def open_store(settings: Settings) -> Store:
         raise ConfigError(
             f"{_DB_SETTING}: cannot use {path}: {exc}. Check the file and its folder are "
             "writable, or point the setting at another file."
+        ) from None
+
+
+async def _open_postgres(settings: Settings) -> Store:
+    assert settings.database.url is not None
+    shown = settings.database.shown_url
+    try:
+        return await Store.open_url(
+            settings.database.url.get_secret_value(), pool_size=settings.database.pool_size
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = str(exc).replace(settings.database.url.get_secret_value(), str(shown))
+        raise ConfigError(
+            f"{_URL_SETTING}: cannot use {shown}: {reason or type(exc).__name__}. Check the "
+            "server runs, the database exists and the user may use it."
         ) from None
 
 

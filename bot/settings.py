@@ -11,8 +11,17 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +35,23 @@ DEFAULT_CONFIG_FILE = Path("config.toml")
 
 class ConfigError(Exception):
     """A setting is missing or invalid; the message names it in one line."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***: what messages and logs may show."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "a postgresql:// URL (unreadable)"
 
 
 class _Section(BaseModel):
@@ -54,11 +80,30 @@ class DiscordSettings(_Section):
     guild_ids: list[int] = Field(default_factory=list)
     #: Minimum seconds between two edits of one status message (Discord rate limits).
     status_edit_interval: float = Field(default=1.5, ge=0.2, le=60)
+    #: Sharding: how many shards the bot has in all, and which of them this process runs
+    #: (empty: all of them). With neither, one process runs the count Discord recommends.
+    shard_count: int | None = Field(default=None, ge=1, le=100_000)
+    shard_ids: list[int] = Field(default_factory=list)
 
     @field_validator("token", mode="before")
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
         return _secret_text(v)
+
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_ids(cls, v: list[int], info: ValidationInfo) -> list[int]:
+        if not v:
+            return v
+        count = info.data.get("shard_count")
+        if count is None:
+            raise ValueError("needs discord.shard_count (WIROBOT_DISCORD__SHARD_COUNT) too")
+        wrong = [i for i in v if not 0 <= i < count]
+        if wrong:
+            raise ValueError(f"shard {wrong[0]} is not one of 0..{count - 1} (shard_count {count})")
+        if len(set(v)) != len(v):
+            raise ValueError("names a shard twice")
+        return sorted(v)
 
 
 class WiroSettings(_Section):
@@ -95,12 +140,42 @@ class WiroSettings(_Section):
 
 class DatabaseSettings(_Section):
     path: Path = Path("data/wirobot.db")
+    #: A postgresql:// URL selects PostgreSQL (several processes may share it); unset,
+    #: SQLite at `path`. Secret: it may hold a password, shown masked (`shown_url`).
+    url: SecretStr | None = None
+    #: Connections one process keeps open to PostgreSQL.
+    pool_size: int = Field(default=10, ge=1, le=1000)
     #: Where downloaded images are kept; defaults to an `outputs` folder beside the database.
     outputs_dir: Path | None = None
     #: Retention of downloaded images: remove those of jobs older than this many days, and
     #: the oldest while all of them take more than this many megabytes. 0: no limit.
     outputs_keep_days: float = Field(default=0, ge=0)
     outputs_max_mb: float = Field(default=0, ge=0)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _postgres_url(cls, v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            v = v.get_secret_value()
+        if not isinstance(v, str):
+            return v
+        v = v.strip()
+        if not v:
+            return None
+        if not v.startswith(("postgresql://", "postgres://")):
+            # The value is not repeated: it may hold a password.
+            raise ValueError(
+                "must be a postgresql:// URL, like postgresql://user:password@host:5432/wirobot"
+                " (leave it unset for SQLite at database.path)"
+            )
+        return v
+
+    @property
+    def shown_url(self) -> str | None:
+        """The URL with its password masked: what messages and logs show."""
+        if self.url is None:
+            return None
+        return mask_url(self.url.get_secret_value())
 
     @property
     def outputs_path(self) -> Path:
@@ -239,6 +314,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 _JSON_EXAMPLES = {
     "discord.guild_ids": "[123456789012345678, 234567890123456789]",
     "models.extra": '["owner/project", "other-owner/other-project"]',
+    "discord.shard_ids": "[0, 1]",
 }
 
 

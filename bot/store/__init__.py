@@ -7,17 +7,20 @@ from types import TracebackType
 
 import aiosqlite
 
-from bot.store.database import connect
+from bot.store.database import connect, connect_url, schema_version
 from bot.store.guilds import GuildRepository, GuildSettings
 from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
+from bot.store.postgres import PgConnection
 from bot.store.spend import SpendRepository
 from bot.store.tools import ToolDetailCache
+from bot.store.transfer import Copied, TransferError, copy_sqlite_to_postgres
 
 __all__ = ["GuildSettings", "HistoryQuery", "NewJob", "Store", "StoredFile"]
 
 
 class Store:
-    """One SQLite database: jobs, server settings, cached model details."""
+    """One database (SQLite, or PostgreSQL through `open_url`): jobs, server settings,
+    cached model details."""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -29,6 +32,21 @@ class Store:
     @classmethod
     async def open(cls, path: Path | str) -> Store:
         return cls(await connect(path))
+
+    @classmethod
+    async def open_url(cls, url: str, *, pool_size: int = 10) -> Store:
+        """PostgreSQL at a postgresql:// URL (a pool of `pool_size` connections), migrated."""
+        return cls(await connect_url(url, pool_size=pool_size))
+
+    async def version(self) -> int:
+        """The schema version: the number of the last migration applied."""
+        return await schema_version(self._conn)
+
+    async def copy_from_sqlite(self, source: Path) -> list[Copied]:
+        """Copy the SQLite database at `source` into this one (PostgreSQL, empty)."""
+        if not isinstance(self._conn, PgConnection):
+            raise TransferError("the target must be PostgreSQL (database.url)")
+        return await copy_sqlite_to_postgres(source, self._conn)
 
     async def close(self) -> None:
         await self._conn.close()

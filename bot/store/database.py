@@ -1,4 +1,9 @@
-"""The SQLite connection and its numbered migrations (`migrations/NNNN_*.sql`)."""
+"""The database connection and its numbered migrations (`migrations/NNNN_*.sql`).
+
+One numbered set serves both backends: a file in `migrations/postgresql/` with the same
+number replaces the common one on PostgreSQL, where its SQL must differ. SQLite keeps its
+version in `PRAGMA user_version`, PostgreSQL in the `schema_version` table.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,46 @@ import logging
 import re
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import aiosqlite
+
+if TYPE_CHECKING:
+    from bot.store.postgres import PgConnection
+
+#: What the repositories are given: an aiosqlite connection, or a `PgConnection` that offers
+#: the same surface over PostgreSQL (typed as the former so repositories need one spelling).
+Connection = aiosqlite.Connection
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, file name, SQL) for every migration, in order."""
-    found = []
-    for entry in resources.files("bot.store").joinpath("migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
+def migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
+    """(number, file name, SQL) for every migration, in order; with `dialect`
+    "postgresql", its own files replace the common ones of the same number."""
+    folder = resources.files("bot.store").joinpath("migrations")
+    by_number: dict[int, tuple[int, str, str]] = {}
+    folders = [folder] + ([folder.joinpath("postgresql")] if dialect == "postgresql" else [])
+    for where in folders:
+        for entry in where.iterdir():
+            match = _MIGRATION_NAME.match(entry.name)
+            if match:
+                number = int(match.group(1))
+                by_number[number] = (number, entry.name, entry.read_text(encoding="utf-8"))
+    found = sorted(by_number.values())
     numbers = [number for number, _, _ in found]
     if numbers != list(range(1, len(found) + 1)):
         raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {numbers}")
     return found
+
+
+async def connect_url(url: str, *, pool_size: int = 10) -> Connection:
+    """Open and migrate the PostgreSQL database at a postgresql:// URL (a pool)."""
+    from bot.store import postgres
+
+    return cast(Connection, await postgres.connect(url, max_size=pool_size))
 
 
 async def connect(path: Path | str) -> aiosqlite.Connection:
@@ -63,3 +88,41 @@ async def migrate(conn: aiosqlite.Connection) -> int:
         await conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
         current = number
     return current
+
+
+async def schema_version(conn: Connection) -> int:
+    """The number of the last migration applied to the database."""
+    sql = "SELECT max(version) FROM schema_version" if is_postgres(conn) else "PRAGMA user_version"
+    async with conn.execute(sql) as cursor:
+        row = await cursor.fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def is_postgres(conn: Connection) -> bool:
+    """Whether a repository's connection is PostgreSQL (for the SQL that must differ)."""
+    return getattr(conn, "dialect", "sqlite") == "postgresql"
+
+
+_VERSION_LOCK = 0x77697230  # "wir0": one process migrates at a time
+
+
+async def migrate_postgres(conn: PgConnection) -> int:
+    """Apply the migrations newer than `schema_version`, each in a transaction with its
+    version; processes starting together wait for each other on an advisory lock."""
+    available = migrations("postgresql")
+    async with conn.pool.acquire() as db, db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", _VERSION_LOCK)
+        await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = await db.fetchval("SELECT max(version) FROM schema_version") or 0
+        if current > len(available):
+            raise RuntimeError(
+                f"the database is at version {current}, newer than this wirobot knows "
+                f"({len(available)}); upgrade wirobot"
+            )
+        for number, name, sql in available[current:]:
+            log.info("applying migration %s (postgresql)", name)
+            await db.execute(sql)
+            await db.execute("DELETE FROM schema_version")
+            await db.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+            current = number
+    return int(current)

@@ -14,6 +14,7 @@ import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
 from bot.money import ZERO, from_pico, parse_usd, to_pico
+from bot.store.database import is_postgres
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -281,8 +282,9 @@ class JobRepository:
     async def history(self, query: HistoryQuery) -> list[Job]:
         """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
         order = "ASC" if query.after_id is not None else "DESC"
+        fts = not is_postgres(self._conn)  # FTS5 is SQLite's; PostgreSQL reads ILIKE
         try:
-            sql, params = _history_sql(query, _JOB_COLUMNS, order=order)
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=fts)
             rows = await self._fetch(sql, (*params, query.limit))
         except sqlite3.OperationalError:
             # A search FTS5 cannot parse: read it plainly instead (slower, still right).
@@ -303,12 +305,17 @@ class JobRepository:
         )
         limit = " LIMIT ?" if cap is not None else ""
         extra = (cap,) if cap is not None else ()
+        fts = not is_postgres(self._conn)
         try:
-            sql, params = _history_sql(unpaged, "1", order=None)
-            rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
+            sql, params = _history_sql(unpaged, "1", order=None, fts=fts)
+            rows = await self._fetch(
+                f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
+            )
         except sqlite3.OperationalError:
             sql, params = _history_sql(unpaged, "1", order=None, fts=False)
-            rows = await self._fetch(f"SELECT COUNT(*) FROM ({sql}{limit})", (*params, *extra))
+            rows = await self._fetch(
+                f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
+            )
         return int(rows[0][0]) if rows else 0
 
     async def _fetch(self, sql: str, params: tuple[Any, ...] = ()) -> list[aiosqlite.Row]:
@@ -388,8 +395,12 @@ class JobRepository:
             # under load ("bad parameter or other API misuse").
             placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
             await self._conn.execute(
-                "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size, url,"
-                f" path, width, height) VALUES {placeholders}",
+                "INSERT INTO outputs (job_id, position, name, content_type, size, url,"
+                f" path, width, height) VALUES {placeholders}"
+                " ON CONFLICT (job_id, position) DO UPDATE SET name = excluded.name,"
+                " content_type = excluded.content_type, size = excluded.size,"
+                " url = excluded.url, path = excluded.path, width = excluded.width,"
+                " height = excluded.height",
                 [value for row in rows for value in row],
             )
         await self.update(job_id, **fields)
@@ -493,7 +504,7 @@ def _history_sql(
             clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
         else:
-            clauses.append("0")
+            clauses.append("FALSE")
     if query.search:
         escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")

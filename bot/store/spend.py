@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -148,7 +149,9 @@ class SpendRepository:
         async with self._conn.execute(
             "SELECT cost_pico FROM jobs WHERE model = ? AND status = 'succeeded'"
             " AND cost_pico > 0 AND pixels BETWEEN ? AND ? ORDER BY id DESC LIMIT ?",
-            (model, pixels / 1.5, pixels * 1.5, recent),
+            # Whole bounds (pixels is an integer column): the same rows, and PostgreSQL
+            # binds an integer parameter only from an int.
+            (model, math.ceil(pixels / 1.5), math.floor(pixels * 1.5), recent),
         ) as cursor:
             costs = sorted(int(row[0]) for row in await cursor.fetchall())
         if not costs:
