@@ -432,7 +432,8 @@ class JobRepository:
         if not files:
             return
         keys = [value for f in files for value in (f.job_id, f.position)]
-        pairs = ", ".join(["(?, ?)"] * len(files))
+        # Typed, for PostgreSQL (a bare parameter in VALUES is text there).
+        pairs = ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(files))
         await self._conn.execute(
             f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})", keys
         )
