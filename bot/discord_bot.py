@@ -31,9 +31,13 @@ discord.VoiceClient.warn_dave = False
 EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings", "cogs.usage")
 
 
-class WiroBot(commands.Bot):
+class WiroBot(commands.AutoShardedBot):
     """The bot. Give it `runtime` to share one already opened (tests do); otherwise it opens
-    its own in `setup_hook` and closes it in `close()`."""
+    its own in `setup_hook` and closes it in `close()`.
+
+    Auto-sharded: with discord.shard_count and discord.shard_ids unset, it runs every shard
+    Discord recommends; set, this process runs those shards of that many (several processes
+    then share one PostgreSQL database)."""
 
     def __init__(
         self,
@@ -47,6 +51,9 @@ class WiroBot(commands.Bot):
             intents=discord.Intents(guilds=True),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            shard_count=settings.discord.shard_count,
+            # None (discord.py's default) runs them all; its stubs ask for a list.
+            shard_ids=settings.discord.shard_ids or None,  # type: ignore[arg-type]
         )
         self.settings = settings
         self.extensions_to_load = extensions

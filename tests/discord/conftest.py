@@ -95,7 +95,8 @@ class Harness:
 
     async def open(self) -> None:
         await self._open_bot()
-        self.env = simcord.Env(self.bot)
+        # An auto-sharded bot asks Discord how many shards; the simulated one says one.
+        self.env = simcord.Env(self.bot, shard_count=None if self.bot.shard_count else 1)
         await self.env.start()
         env = self.env
         self.guild: GuildHandle = env.create_guild("Wiro Lovers")

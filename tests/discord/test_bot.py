@@ -32,7 +32,7 @@ async def test_commands_sync_to_the_configured_guilds_at_once(discord_settings: 
         update={"discord": DiscordSettings(guild_ids=[CONFIGURED_GUILD])}
     )
     async with open_runtime(settings) as runtime:
-        env = simcord.Env(WiroBot(settings, runtime=runtime))
+        env = simcord.Env(WiroBot(settings, runtime=runtime), shard_count=1)
         configured = env.create_guild("Configured", id=CONFIGURED_GUILD)
         other = env.create_guild("Other")
         await env.start()
