@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import AbstractAsyncContextManager, nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -96,6 +97,14 @@ async def schema_version(conn: Connection) -> int:
     async with conn.execute(sql) as cursor:
         row = await cursor.fetchone()
     return int(row[0] or 0) if row else 0
+
+
+def transaction(conn: Connection) -> AbstractAsyncContextManager[object]:
+    """Statements that must commit together. SQLite: aiosqlite's own transaction, which the
+    last statement's `commit()` ends; PostgreSQL: a transaction on one pooled connection."""
+    if is_postgres(conn):
+        return cast("PgConnection", conn).transaction()
+    return nullcontext()
 
 
 def is_postgres(conn: Connection) -> bool:

@@ -14,7 +14,7 @@ import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
 from bot.money import ZERO, from_pico, parse_usd, to_pico
-from bot.store.database import is_postgres
+from bot.store.database import is_postgres, transaction
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -390,20 +390,21 @@ class JobRepository:
             (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width, o.height)
             for o in outputs
         ]
-        if rows:
-            # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
-            # under load ("bad parameter or other API misuse").
-            placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-            await self._conn.execute(
-                "INSERT INTO outputs (job_id, position, name, content_type, size, url,"
-                f" path, width, height) VALUES {placeholders}"
-                " ON CONFLICT (job_id, position) DO UPDATE SET name = excluded.name,"
-                " content_type = excluded.content_type, size = excluded.size,"
-                " url = excluded.url, path = excluded.path, width = excluded.width,"
-                " height = excluded.height",
-                [value for row in rows for value in row],
-            )
-        await self.update(job_id, **fields)
+        async with transaction(self._conn):  # PostgreSQL: one transaction for both
+            if rows:
+                # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
+                # under load ("bad parameter or other API misuse").
+                placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+                await self._conn.execute(
+                    "INSERT INTO outputs (job_id, position, name, content_type, size, url,"
+                    f" path, width, height) VALUES {placeholders}"
+                    " ON CONFLICT (job_id, position) DO UPDATE SET name = excluded.name,"
+                    " content_type = excluded.content_type, size = excluded.size,"
+                    " url = excluded.url, path = excluded.path, width = excluded.width,"
+                    " height = excluded.height",
+                    [value for row in rows for value in row],
+                )
+            await self.update(job_id, **fields)
 
     # -- retention ---------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import time
 import asyncpg
 import pytest
 
-from bot.jobs.job import JobState, Requester
+from bot.jobs.job import JobState, Output, Requester
 from bot.settings import ConfigError, load_settings, mask_url
 from bot.store import NewJob, Store
 from bot.store.database import migrations
@@ -145,3 +145,19 @@ async def test_a_server_that_refuses_is_one_line_without_the_password(
     message = str(refused.value)
     assert message.startswith("database.url (WIROBOT_DATABASE__URL): cannot use postgresql://")
     assert "no_such_db" in message and "s3cret" not in message and "\n" not in message
+
+
+async def test_a_job_s_outputs_and_final_fields_commit_together(postgres_url: str) -> None:
+    async with await Store.open_url(postgres_url) as store:
+        job = await store.jobs.create(NewJob("m/one", "a cat", {}, 1, Requester(), time.time()))
+        with pytest.raises(ValueError, match="not updatable"):
+            await store.jobs.finish(
+                job.id, [Output(0, "a.png", "image/png", 1, "u")], no_such_field=1
+            )
+        stored = await store.jobs.get(job.id)
+        assert stored is not None and stored.outputs == []  # the outputs rolled back too
+        await store.jobs.finish(
+            job.id, [Output(0, "a.png", "image/png", 1, "u")], status=JobState.SUCCEEDED
+        )
+        stored = await store.jobs.get(job.id)
+        assert stored is not None and len(stored.outputs) == 1
