@@ -8,7 +8,7 @@ a pooled connection in its own transaction (`commit` has nothing left to do); `t
 groups statements where they must commit together.
 
 The few spellings that differ are translated here, once per distinct statement (cached):
-`?` -> `$n`, `IS ?` -> `IS NOT DISTINCT FROM $n`, `INSERT OR IGNORE` -> `ON CONFLICT DO
+`?` -> `$n`, `IS ?` -> `= $n` (or `IS NULL` for a None), `INSERT OR IGNORE` -> `ON CONFLICT DO
 NOTHING`, LIKE -> ILIKE (SQLite's LIKE ignores ASCII case), SQLite's truncating
 `CAST(... AS INTEGER)` -> FLOOR, and `RETURNING id` after inserts into the tables whose
 new id callers read (`lastrowid`).
@@ -40,11 +40,20 @@ _HELD: ContextVar[tuple[asyncpg.Pool, asyncpg.Connection] | None] = ContextVar(
 )
 
 
-@functools.lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """SQLite's spelling of a statement in PostgreSQL's (see the module's docstring)."""
+    """SQLite's spelling of a statement in PostgreSQL's (see the module's docstring), for
+    parameters none of which is None."""
+    return translate_for(sql, frozenset())[0]
+
+
+@functools.lru_cache(maxsize=2048)
+def translate_for(sql: str, nulls: frozenset[int]) -> tuple[str, tuple[int, ...]]:
+    """The statement for parameters whose positions in `nulls` are None, and the positions
+    of the parameters it still binds. SQLite's `col IS ?` becomes `col = $n`, or `col IS
+    NULL` for a None (PostgreSQL's IS NOT DISTINCT FROM would read no index)."""
     out: list[str] = []
-    number = 0
+    kept: list[int] = []
+    position = -1
     i = 0
     while i < len(sql):
         ch = sql[i]
@@ -61,14 +70,19 @@ def translate(sql: str) -> str:
             i = end + 1
             continue
         if ch == "?":
-            number += 1
-            text = "".join(out)
-            stripped = text.rstrip()
-            if re.search(r"\bIS\s+NOT$", stripped, re.I):
-                out = [stripped[: -len("NOT")].rstrip()[: -len("IS")], "IS DISTINCT FROM "]
-            elif re.search(r"\bIS$", stripped, re.I):
-                out = [stripped[: -len("IS")], "IS NOT DISTINCT FROM "]
-            out.append(f"${number}")
+            position += 1
+            stripped = "".join(out).rstrip()
+            negated = re.search(r"\bIS\s+NOT$", stripped, re.I)
+            if negated or re.search(r"\bIS$", stripped, re.I):
+                head = stripped[: -len("NOT")].rstrip() if negated else stripped
+                head = head[: -len("IS")]
+                if position in nulls:
+                    out = [head, "IS NOT NULL" if negated else "IS NULL"]
+                    i += 1
+                    continue
+                out = [head, "<> " if negated else "= "]
+            kept.append(position)
+            out.append(f"${len(kept)}")
         else:
             out.append(ch)
         i += 1
@@ -87,7 +101,7 @@ def translate(sql: str) -> str:
         if table.lower() in _ID_TABLES and not re.search(r"\bRETURNING\b", text, re.I):
             tail += " RETURNING id"
         text += tail
-    return text
+    return text, tuple(kept)
 
 
 class PgCursor:
@@ -156,8 +170,11 @@ class PgConnection:
         self.pool = pool
 
     def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Pending:
-        args = tuple(parameters) if parameters is not None else ()
-        return _Pending(lambda: self._execute(translate(sql), args))
+        values = tuple(parameters) if parameters is not None else ()
+        nulls = frozenset(n for n, value in enumerate(values) if value is None)
+        text, kept = translate_for(sql, nulls)
+        args = tuple(values[n] for n in kept)
+        return _Pending(lambda: self._execute(text, args))
 
     async def _execute(self, sql: str, args: Sequence[Any]) -> PgCursor:
         held = _HELD.get()

@@ -13,7 +13,7 @@ from bot.jobs.job import JobState, Output, Requester
 from bot.settings import ConfigError, load_settings, mask_url
 from bot.store import NewJob, Store
 from bot.store.database import migrations
-from bot.store.postgres import translate
+from bot.store.postgres import translate, translate_for
 from tests.conftest import new_postgres_database
 from tests.postgres_server import PostgresServer
 
@@ -24,7 +24,7 @@ from tests.postgres_server import PostgresServer
         ("SELECT a FROM t WHERE b = ? AND c = ?", "SELECT a FROM t WHERE b = $1 AND c = $2"),
         (
             "WHERE guild_id IS ? AND x IS NOT ?",
-            "WHERE guild_id IS NOT DISTINCT FROM $1 AND x IS DISTINCT FROM $2",
+            "WHERE guild_id = $1 AND x <> $2",
         ),
         ("SELECT '?', 'it''s ?' WHERE a = ?", "SELECT '?', 'it''s ?' WHERE a = $1"),
         (
@@ -41,6 +41,14 @@ from tests.postgres_server import PostgresServer
 )
 def test_sqlite_spelling_is_translated(sqlite: str, postgresql: str) -> None:
     assert translate(sqlite) == postgresql
+
+
+def test_a_none_compared_with_is_becomes_is_null_and_is_not_bound() -> None:
+    sql = "WHERE a = ? AND guild_id IS ? AND b IS NOT ? AND c = ?"
+    assert translate_for(sql, frozenset({1, 2})) == (
+        "WHERE a = $1 AND guild_id IS NULL AND b IS NOT NULL AND c = $2",
+        (0, 3),
+    )
 
 
 def test_insert_or_replace_is_refused_rather_than_guessed() -> None:

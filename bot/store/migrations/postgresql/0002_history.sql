@@ -1,6 +1,8 @@
--- PostgreSQL's spelling of 0002_history.sql. Prompt search needs no index of its own here:
--- the store reads it with ILIKE (FTS5 is SQLite's). Rows a SQLite database brings along
--- (`wirobot migrate --from-sqlite`) are already in their 0002 shape.
+-- PostgreSQL's spelling of 0002_history.sql. Prompt search reads ILIKE (FTS5 is SQLite's),
+-- helped by a trigram index where the pg_trgm extension may be created (it is a trusted
+-- extension: the database's owner may; without it, searches read the server's jobs). Rows a
+-- SQLite database brings along (`wirobot migrate --from-sqlite`) are already in their 0002
+-- shape.
 ALTER TABLE jobs ADD COLUMN outputs_expired_at DOUBLE PRECISION;
 
 CREATE TABLE input_sets (
@@ -37,3 +39,12 @@ ALTER TABLE outputs DROP CONSTRAINT outputs_job_id_position_key;
 ALTER TABLE outputs ADD PRIMARY KEY (job_id, position);
 
 CREATE INDEX outputs_on_disk ON outputs (job_id, size) WHERE path IS NOT NULL;
+
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE INDEX jobs_prompt_trigrams ON jobs USING gin (prompt gin_trgm_ops);
+EXCEPTION WHEN insufficient_privilege OR undefined_file THEN
+    RAISE NOTICE 'pg_trgm not available: prompt search reads without an index';
+END
+$$;
