@@ -183,6 +183,18 @@ class PgConnection:
         async with self.pool.acquire() as conn:
             return await _run(conn, sql, args)
 
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement for many rows, in one transaction (no row may hold a None that an
+        `IS ?` compares: each row would need its own spelling)."""
+        text, kept = translate_for(sql, frozenset())
+        batch = [tuple(row[n] for n in kept) for row in rows]
+        held = _HELD.get()
+        if held is not None and held[0] is self.pool:
+            await held[1].executemany(text, batch)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(text, batch)
+
     async def executescript(self, script: str) -> None:
         """Several statements, no parameters (`?` is not translated)."""
         async with self.pool.acquire() as conn:

@@ -169,3 +169,13 @@ async def test_a_job_s_outputs_and_final_fields_commit_together(postgres_url: st
         )
         stored = await store.jobs.get(job.id)
         assert stored is not None and len(stored.outputs) == 1
+
+
+async def test_executemany_writes_every_row(postgres_url: str) -> None:
+    async with await Store.open_url(postgres_url) as store:
+        conn = store._conn
+        await conn.executemany(
+            "INSERT INTO tool_details (slug, detail, fetched_at) VALUES (?, ?, ?)",
+            [("a/b", "{}", 1.0), ("c/d", "{}", 2.0)],
+        )
+        assert await store.tools.get_tool_detail("c/d") == {}
