@@ -44,6 +44,9 @@ class JobBook:
         self.active_by_owner: Counter[Owner] = Counter()
         #: Set whenever a slot frees or a job joins the line: the dispatcher looks again.
         self.wakeup = asyncio.Event()
+        #: Jobs at Wiro at once over every process sharing the database (None: this
+        #: process alone uses it, and its own count is the whole count).
+        self.max_active_everywhere: int | None = None
         #: Called after a job is finished and forgotten (e.g. to drop its claim).
         self.on_forget: Callable[[Job], Awaitable[None]] | None = None
 
@@ -75,13 +78,21 @@ class JobBook:
             job.id, self.owner, now=now, until=now + self.lease_seconds
         )
 
-    async def claim_run(self, job: Job) -> bool:
+    async def claim_run(self, job: Job) -> bool | None:
         """Mark a waiting job submitted if this process still holds it: the step before its
-        Run. When another process has it, the job is let go here (it runs there)."""
+        Run. When another process has it, the job is let go here (it runs there). None: the
+        jobs of every process sharing the database fill `max_active_everywhere`."""
         now = time.time()
-        if await self.store.jobs.claim_run(
-            job.id, self.owner, submitted_at=now, until=now + self.lease_seconds
-        ):
+        claimed = await self.store.jobs.claim_run(
+            job.id,
+            self.owner,
+            submitted_at=now,
+            until=now + self.lease_seconds,
+            max_active=self.max_active_everywhere,
+        )
+        if claimed is None:
+            return None
+        if claimed:
             job.status, job.submitted_at = JobState.SUBMITTED, now
             self.publish(job)
             return True

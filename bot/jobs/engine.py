@@ -127,6 +127,8 @@ class JobEngine:
         #: This process's name in the store's job claims.
         self.owner = f"{gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._book = JobBook(store, self.events, self.owner, settings.claim_lease_seconds)
+        if store.jobs.shared:  # several processes may share the database: count them all
+            self._book.max_active_everywhere = settings.max_concurrent
         self._admission = Admission(
             store, catalog, settings, default_model, self._rng, self.prices, self.budgets
         )

@@ -87,9 +87,16 @@ class Submitter:
             if job.status is not JobState.WAITING:
                 gate.not_answered(probe)
                 return  # cancelled while it was being picked
-            if not await book.claim_run(job):
+            claimed = await book.claim_run(job)
+            if claimed is False:
                 gate.not_answered(probe)
                 return  # another process on this database has it
+        if claimed is None:
+            # Every process's jobs at Wiro fill jobs.max_concurrent: as when Wiro is full,
+            # ours at Wiro are the ceiling for now, and the job waits first in line.
+            gate.full(book.active - 1)
+            await self._requeue(job)
+            return
         try:
             result = await self._client.run(job.model, payload)
         except ConcurrencyLimit:

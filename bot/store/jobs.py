@@ -52,6 +52,9 @@ _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs {_WITH_INPUTS}"
 
 _INPUT_SETS_CACHED = 10_000
 
+#: The advisory lock processes sharing PostgreSQL take turns on before a Run.
+_RUN_LOCK = 0x77697231
+
 #: Typical durations are learned from this many most recent jobs (a rowid range, no scan).
 _RECENT_JOBS = 2000
 #: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
@@ -103,6 +106,8 @@ class HistoryQuery:
 class JobRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        #: Whether several processes may share the database (PostgreSQL).
+        self.shared = is_postgres(conn)
         self._input_sets: dict[str, int] = {}  # stored inputs -> input_sets.id
 
     async def create(self, new: NewJob) -> Job:
@@ -200,10 +205,31 @@ class JobRepository:
         return cursor.rowcount == 1
 
     async def claim_run(
-        self, job_id: int, owner: str, *, submitted_at: float, until: float
-    ) -> bool:
+        self,
+        job_id: int,
+        owner: str,
+        *,
+        submitted_at: float,
+        until: float,
+        max_active: int | None = None,
+    ) -> bool | None:
         """Mark a waiting job submitted, only if `owner` still holds it (compare-and-set):
-        the one step before a Run, so no job is ever Run twice."""
+        the one step before a Run, so no job is ever Run twice.
+
+        With `max_active` (PostgreSQL, shared by several processes): only while fewer jobs
+        than that, of every process, are at Wiro; None when they fill it. Processes take
+        turns at this check (an advisory lock), so together they never exceed it."""
+        if max_active is not None and is_postgres(self._conn):
+            async with transaction(self._conn):
+                await self._conn.execute("SELECT pg_advisory_xact_lock(?)", (_RUN_LOCK,))
+                async with self._conn.execute(
+                    f"SELECT COUNT(*) FROM jobs WHERE status NOT IN {_FINAL_SQL}"
+                    " AND status NOT IN ('created', 'waiting')"
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None and int(row[0]) >= max_active:
+                    return None
+                return await self.claim_run(job_id, owner, submitted_at=submitted_at, until=until)
         cursor = await self._conn.execute(
             "UPDATE jobs SET status = 'submitted', submitted_at = ?, lease_until = ?"
             " WHERE id = ? AND status = 'waiting' AND owner = ?",
