@@ -15,7 +15,7 @@ import time
 from bot.jobs.job import Job
 from bot.jobs.watch import OnUpdate, PollingWatcher
 from bot.wiro.exceptions import WiroError
-from bot.wiro.socket import SocketLost, SocketMessage, WiroSocket
+from bot.wiro.socket import LINE_TYPES, SocketLost, SocketMessage, WiroSocket
 from bot.wiro.types import WAITING_STATUSES, Task, TaskProgress, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class _SocketView:
         status = message.status
         if status is not None:
             self._status = status
-        elif self._status in WAITING_STATUSES:
+        elif message.type in LINE_TYPES and self._status in WAITING_STATUSES:
             # A stderr line: the model is running, whatever the last status said.
             self._status = TaskStatus.START
         progress = message.progress
