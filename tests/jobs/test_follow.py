@@ -37,9 +37,9 @@ async def make_socket_engine(
     """Engines whose jobs are followed on the stand-in's socket; closed at the end."""
     made: list[tuple[JobEngine, WiroSocket]] = []
 
-    async def make(**settings: Any) -> tuple[JobEngine, WiroSocket]:
+    async def make(backoff: float = 0.2, **settings: Any) -> tuple[JobEngine, WiroSocket]:
         socket = WiroSocket(
-            wiro.socket_url, idle_timeout=0.3, backoff_base=0.2, rng=random.Random(1)
+            wiro.socket_url, idle_timeout=0.3, backoff_base=backoff, rng=random.Random(1)
         )
         engine = JobEngine(
             client=wiro_client,
@@ -182,24 +182,30 @@ async def test_a_socket_that_fails_as_the_task_ends_still_finishes_the_job_once(
 async def test_while_the_socket_backs_off_jobs_poll_and_afterwards_use_it_again(
     wiro: WiroStandIn, make_socket_engine: SocketEngineFactory
 ) -> None:
-    wiro.run_seconds = 0.1
+    wiro.hold()
     wiro.socket.fail_next("refuse")
-    engine, socket = await make_socket_engine()
-    with engine.subscribe() as events:
-        first = await engine.submit(request())
-        await run_to_the_end(events, first.id, settle=0)
-        assert not socket.available
-        during = await engine.submit(request())
-        await run_to_the_end(events, during.id, settle=0)
-        await asyncio.sleep(socket.retry_in)
-        after = await engine.submit(request())
-        final, _, _ = await run_to_the_end(events, after.id, settle=0)
+    engine, socket = await make_socket_engine(backoff=1.5)  # 1.2 to 1.8 s
 
-    ids = [run.task_id for run in wiro.runs]
+    async def one_job() -> str:
+        with engine.subscribe() as events:
+            job = await engine.submit(request())
+            await until(lambda: len(wiro.runs) > len(done))
+            task_id = wiro.runs[-1].task_id
+            assert task_id is not None
+            wiro.finish(task_id)
+            final, _, _ = await run_to_the_end(events, job.id, settle=0)
+        assert final.status is JobState.SUCCEEDED
+        return task_id
+
+    done: list[str] = []
+    done.append(await one_job())  # refused: polled, and the socket backs off
+    assert not socket.available
+    done.append(await one_job())  # still backing off: polled without trying the socket
+    await asyncio.sleep(socket.retry_in)
+    done.append(await one_job())  # the socket again
+
     assert wiro.socket.refused == 1
-    assert wiro.socket.registrations[ids[1] or ""] == 0  # polled while backing off
-    assert wiro.socket.registrations[ids[2] or ""] == 1  # the socket again
-    assert final.status is JobState.SUCCEEDED
+    assert [wiro.socket.registrations[task_id] for task_id in done] == [0, 0, 1]
 
 
 async def test_after_a_restart_an_unfinished_job_resumes_on_the_socket(
