@@ -1092,7 +1092,7 @@ def default_tool_items() -> list[dict[str, Any]]:
 # task failed) or task_cancel. One connection may register several tasks; each message names its
 # task by `tasktoken`.
 
-SOCKET_FAULTS = frozenset({"refuse", "drop", "stall", "garble"})
+SOCKET_FAULTS = frozenset({"refuse", "drop", "stall", "garble", "mute"})
 
 #: The statuses a socket announces, in order (task_error is not among them: it is a line).
 _SOCKET_ORDER = (TaskStatus.QUEUE, *WORKING)
@@ -1144,7 +1144,8 @@ class SocketSide:
     `fail_next(fault, times=1)` spoils the next connections: "refuse" (HTTP 503 instead of the
     upgrade), "drop" (the connection is cut after the first message), "stall" (silence after
     the first message, the connection left open), "garble" (a frame that is not JSON after the
-    first message, then the task's messages as usual).
+    first message, then the task's messages as usual), "mute" (registered, then not a word:
+    what a socket that does not replay the past would do for a task that already ended).
     """
 
     #: Longest sleep between two looks at a task (hand-driven tasks change at any time).
@@ -1216,6 +1217,8 @@ class SocketSide:
     async def _stream(
         self, ws: web.WebSocketResponse, request: web.Request, task: FakeTask, fault: str | None
     ) -> None:
+        if fault == "mute":
+            return  # registered, never a word: as if the task had ended before it
         lines = progress_lines(_steps(task))
         sent_index = -1  # in _SOCKET_ORDER
         sent_lines = 0
