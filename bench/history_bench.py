@@ -270,8 +270,9 @@ def plans(path: Path) -> list[str]:
         (),
     )
     queries["spend"] = (
-        "SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id IS ? AND created_at >= ?",
-        (guild, 0.0),
+        "SELECT COUNT(*), SUM(cost), COUNT(CASE WHEN created_at >= ? THEN 1 END),"
+        " SUM(CASE WHEN created_at >= ? THEN cost END) FROM jobs WHERE guild_id IS ?",
+        (0.0, 0.0, guild),
     )
     missed = []
     for name, (sql, params) in queries.items():
@@ -433,8 +434,7 @@ def _fresh_copy(source: Path, target: Path) -> None:
 
 
 async def _spend(store: Store, guild_id: int) -> None:
-    await store.jobs.spend(guild_id=guild_id)
-    await store.jobs.spend(guild_id=guild_id, since=time.time() - 30 * 86400)
+    await store.jobs.spend_and_recent(guild_id=guild_id, since=time.time() - 30 * 86400)
 
 
 async def _both(store: Store) -> None:
