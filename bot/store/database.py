@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from importlib import resources
 from pathlib import Path
 
@@ -57,9 +58,27 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             f"the database is at version {current}, newer than this wirobot knows "
             f"({len(available)}); upgrade wirobot"
         )
+    upgraded = 0 < current < len(available)
     for number, name, sql in available[current:]:
         log.info("applying migration %s", name)
         # executescript commits first; the version bump rides in the same script.
         await conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
         current = number
+    if upgraded:
+        await _compact(conn)
     return current
+
+
+async def _compact(conn: aiosqlite.Connection) -> None:
+    """After migrating an existing database, give back the space it no longer needs (0002
+    halves the rows, but shrunk rows leave half-empty pages behind). Best effort: VACUUM
+    needs as much free disk as the database takes."""
+    async with conn.execute("PRAGMA page_count") as cursor:
+        pages = (await cursor.fetchone() or (0,))[0]
+    if pages < 1000:
+        return
+    log.info("compacting the database after the migration (%d pages)", pages)
+    try:
+        await conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        log.warning("could not compact the database (it works as it is): %s", exc)
