@@ -269,10 +269,10 @@ def plans(path: Path) -> list[str]:
         " AND source = 'discord' ORDER BY id",
         (),
     )
-    queries["spend"] = (
-        "SELECT COUNT(*), SUM(cost), COUNT(CASE WHEN created_at >= ? THEN 1 END),"
-        " SUM(CASE WHEN created_at >= ? THEN cost END) FROM jobs WHERE guild_id IS ?",
-        (0.0, 0.0, guild),
+    queries["spend, recent part"] = (
+        "SELECT COUNT(*), coalesce(SUM(cost), 0) FROM jobs"
+        " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
+        (guild, 900_000, 0.0),
     )
     missed = []
     for name, (sql, params) in queries.items():
@@ -430,7 +430,8 @@ def _fresh_copy(source: Path, target: Path) -> None:
 
 
 async def _spend(store: Store, guild_id: int) -> None:
-    await store.jobs.spend_and_recent(guild_id=guild_id, since=time.time() - 30 * 86400)
+    await store.jobs.spend(guild_id=guild_id)
+    await store.jobs.spend(guild_id=guild_id, since=time.time() - 30 * 86400)
 
 
 async def _both(store: Store) -> None:

@@ -54,9 +54,8 @@ class ServerSettings(
         store = self.bot.runtime.store
         guild = await store.guilds.get(guild_id)
         defaults = await store.guilds.all_model_defaults(guild_id)
-        total, month = await store.jobs.spend_and_recent(
-            guild_id=guild_id, since=time.time() - MONTH
-        )
+        total = await store.jobs.spend(guild_id=guild_id)
+        month = await store.jobs.spend(guild_id=guild_id, since=time.time() - MONTH)
         embed = self._settings_embed(guild, defaults, total, month)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 

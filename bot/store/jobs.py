@@ -253,30 +253,34 @@ class JobRepository:
         return float(row[0]) if row and row[0] is not None else None
 
     async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, float]:
-        """(jobs, total cost in USD) for a server since a time."""
+        """(jobs, total cost in USD) for a server since a time.
+
+        Whole days come from `guild_days`; jobs since `since` are read from the server's
+        index entries from the first id of that day on (a month of a server, not all of it).
+        """
+        guild = 0 if guild_id is None else guild_id
+        if since <= 0:
+            async with self._conn.execute(
+                "SELECT coalesce(SUM(jobs), 0), coalesce(SUM(cost), 0) FROM guild_days"
+                " WHERE guild = ?",
+                (guild,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            return (int(row[0]), float(row[1])) if row else (0, 0.0)
         async with self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id IS ?"
-            " AND created_at >= ?",
-            (guild_id, since),
+            "SELECT MIN(first_id) FROM guild_days WHERE guild = ? AND day >= ?",
+            (guild, int(since // 86400)),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[0] is None:
+            return 0, 0.0
+        async with self._conn.execute(
+            "SELECT COUNT(*), coalesce(SUM(cost), 0) FROM jobs"
+            " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
+            (guild_id, row[0], since),
         ) as cursor:
             row = await cursor.fetchone()
         return (int(row[0]), float(row[1])) if row else (0, 0.0)
-
-    async def spend_and_recent(
-        self, *, guild_id: int | None, since: float
-    ) -> tuple[tuple[int, float], tuple[int, float]]:
-        """(jobs, total cost in USD) for a server all time, and since a time: one pass over
-        the server's index entries (they hold created_at and cost), no row read."""
-        async with self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(cost), 0), COUNT(CASE WHEN created_at >= ? THEN 1 END),"
-            " COALESCE(SUM(CASE WHEN created_at >= ? THEN cost END), 0)"
-            " FROM jobs WHERE guild_id IS ?",
-            (since, since, guild_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return (0, 0.0), (0, 0.0)
-        return (int(row[0]), float(row[1])), (int(row[2]), float(row[3]))
 
     async def typical_durations(self, per_model: int = 20) -> dict[str, float]:
         """Median seconds from submission to finish of recent successful jobs, per model.

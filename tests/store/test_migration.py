@@ -8,6 +8,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from bot.jobs.job import JobState, Requester
 from bot.store import HistoryQuery, NewJob, Store
 from bot.store.database import migrations
@@ -137,6 +139,13 @@ async def test_every_job_and_output_survives_the_migration(tmp_path: Path) -> No
         found = await store.jobs.history(HistoryQuery(guild_id=GUILD, search="number 12"))
         assert [j.id for j in found] == [12]
         assert [j.id for j in await store.jobs.unfinished()] == [30]
+
+        # The spend per server is what it was.
+        for guild in (GUILD, GUILD + 1, None):
+            mine = [j for j in written if j["guild_id"] == guild]
+            jobs, cost = await store.jobs.spend(guild_id=guild)
+            assert jobs == len(mine)
+            assert cost == pytest.approx(sum(float(str(j["cost"] or 0)) for j in mine))
 
         # Jobs made after the migration join the old ones.
         assert await store.jobs.count_history(HistoryQuery(guild_id=GUILD)) == 15

@@ -131,9 +131,7 @@ async def test_task_detail_wants_exactly_one_key(wiro_client: WiroClient) -> Non
         await wiro_client.task_detail(task_id="1", task_token="t")
 
 
-async def test_tool_detail_flattens_the_inputs(
-    wiro: WiroStandIn, wiro_client: WiroClient
-) -> None:
+async def test_tool_detail_flattens_the_inputs(wiro: WiroStandIn, wiro_client: WiroClient) -> None:
     detail = await wiro_client.tool_detail("geelong_hillbilly/Facechain")
     assert detail.slug == "geelong_hillbilly/Facechain"
     assert detail.name == "Facechain"
@@ -145,9 +143,7 @@ async def test_tool_detail_flattens_the_inputs(
     assert wiro.calls["tool_detail"] == 1
 
 
-async def test_tool_detail_of_a_registered_tool(
-    wiro: WiroStandIn, wiro_client: WiroClient
-) -> None:
+async def test_tool_detail_of_a_registered_tool(wiro: WiroStandIn, wiro_client: WiroClient) -> None:
     wiro.add_tool(
         "Hevok/Studio-Trigger",
         [
