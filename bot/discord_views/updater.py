@@ -89,6 +89,7 @@ class StatusUpdater:
     async def resume(self) -> None:
         """Follow the Discord jobs the database says are unfinished or not yet posted."""
         store = self._bot.runtime.store
+        await self._forget_expired_tokens()
         for job in [*await store.jobs.unfinished(), *await store.jobs.unposted()]:
             if job.requester.source != "discord" or job.id in self._targets:
                 continue
@@ -219,6 +220,13 @@ class StatusUpdater:
         await self._bot.runtime.store.jobs.update(
             job.id, result_message_id=result_id, posted_at=time.time()
         )
+        await self._forget_expired_tokens()
+
+    async def _forget_expired_tokens(self) -> None:
+        """Expired interaction tokens are secrets of no use: the database drops them (at
+        start, and whenever a result is delivered)."""
+        issued_before = discord.utils.utcnow().timestamp() - TOKEN_LIFETIME
+        await self._bot.runtime.store.jobs.forget_interaction_tokens(issued_before=issued_before)
 
     async def _post_result(self, target: Target, job: Job) -> int:
         model = self._model(job)

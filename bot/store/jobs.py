@@ -337,11 +337,31 @@ class JobRepository:
         return float(row[0]) if row and row[0] is not None else None
 
     async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, Decimal]:
-        """(jobs, total cost in USD, exact) for a server since a time."""
+        """(jobs, total cost in USD, exact) for a server since a time.
+
+        Whole days come from `guild_days`; jobs since `since` are read from the server's
+        index entries from the first id of that day on (a month of a server, not all of it).
+        """
+        guild = 0 if guild_id is None else guild_id
+        if since <= 0:
+            async with self._conn.execute(
+                "SELECT coalesce(SUM(jobs), 0), coalesce(SUM(cost_pico), 0) FROM guild_days"
+                " WHERE guild = ?",
+                (guild,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
         async with self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs WHERE guild_id IS ?"
-            " AND created_at >= ?",
-            (guild_id, since),
+            "SELECT MIN(first_id) FROM guild_days WHERE guild = ? AND day >= ?",
+            (guild, int(since // 86400)),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[0] is None:
+            return 0, ZERO
+        async with self._conn.execute(
+            "SELECT COUNT(*), coalesce(SUM(cost_pico), 0) FROM jobs"
+            " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
+            (guild_id, row[0], since),
         ) as cursor:
             row = await cursor.fetchone()
         return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
@@ -460,15 +480,17 @@ def _history_sql(
     """The SELECT for a history query; with `order` ("ASC", "DESC") ordered by id and
     ending in `LIMIT ?`.
 
-    A search goes through the `jobs_search` FTS5 index first (CROSS JOIN keeps it the outer
-    loop), the server (and member) included in the match, so it reads the matching jobs
-    only, in id order; LIKE then keeps the old meaning ("the prompt contains this text")
-    among them."""
+    A search or a model filter goes through the `jobs_search` FTS5 index first (CROSS JOIN
+    keeps it the outer loop), the server, member and model included in the match, so it
+    reads the matching jobs only, in id order. Words match whole (stemmed: "cats" finds
+    "cat"); LIKE then keeps the meaning "the prompt contains this text" among them, and the
+    SQL conditions stay the judge of server, member and model."""
     clauses: list[str] = []
     params: list[Any] = []
     source, key = "jobs", "jobs.id"
     words = _WORD.findall(query.search.lower()) if query.search else []
-    if fts and words:
+    model = model_token(query.model) if query.model else None
+    if fts and (words or model):
         source = "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid"
         key = "jobs_search.rowid"
         terms = []
@@ -476,9 +498,11 @@ def _history_sql(
             terms.append(f"g{int(query.guild_id)}")
         if query.user_id is not None:
             terms.append(f"u{int(query.user_id)}")
-        terms += [f'"{word}"*' for word in words]
+        if model:
+            terms.append(model)
+        terms += words
         clauses.append("jobs_search MATCH ?")
-        params.append(" AND ".join(terms))
+        params.append(" AND ".join(f'"{term}"' for term in terms))
     for column, value in (
         ("guild_id", query.guild_id),
         ("user_id", query.user_id),
@@ -509,6 +533,13 @@ def _history_sql(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     tail = f" ORDER BY {key} {order} LIMIT ?" if order else ""
     return f"SELECT {columns} FROM {source}{where}{tail}", tuple(params)
+
+
+def model_token(slug: str) -> str | None:
+    """A model's word in the search index, as migration 0002's triggers write it: "m" and
+    the slug's letters and digits. None for a slug those triggers cannot spell."""
+    token = "m" + re.sub(r"[/\-_.]", "", slug.lower())
+    return token if re.fullmatch(r"m[0-9a-z]+", token) else None
 
 
 def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
