@@ -94,11 +94,11 @@ class Submitter:
             result = await self._client.run(job.model, payload)
         except ConcurrencyLimit:
             # Not a failure: Wiro is full. Our other jobs at Wiro are its limit for now.
-            gate.full(book.active - 1)
+            gate.full(book.at_wiro)
             log.info(
                 "job %s: Wiro's concurrency limit reached with %d other jobs of ours at Wiro",
                 job.id,
-                book.active - 1,
+                book.at_wiro,
             )
             await self._requeue(job)
             return
