@@ -72,6 +72,14 @@ class Submitter:
             return _sent_inputs(job)
 
     async def submit(self, job: Job, probe: bool = False) -> None:
+        try:
+            await self._submit(job, probe)
+        except BaseException:
+            # A bug or a shutdown: the gate must not wait for this probe's answer forever.
+            self._dispatcher.gate.not_answered(probe)
+            raise
+
+    async def _submit(self, job: Job, probe: bool) -> None:
         book, gate = self._book, self._dispatcher.gate
         payload = self.payload(job)
         if payload is None:
