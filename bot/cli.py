@@ -379,7 +379,7 @@ async def _follow(
 def _describe(job: Job) -> str:
     match job.status:
         case JobState.CREATED | JobState.WAITING:
-            return "waiting for a free slot"
+            return f"waiting: {job.waiting_for}" if job.waiting_for else "waiting for a free slot"
         case JobState.SUBMITTED:
             return "sending to Wiro"
         case JobState.QUEUED:

@@ -565,7 +565,7 @@ class WiroStandIn:
         *,
         title: str | None = None,
         description: str = "",
-        categories: Iterable[str] = ("model", "text-to-image"),
+        categories: Iterable[str] | str = ("model", "text-to-image"),
     ) -> None:
         """What Tool/Detail answers for `slug`: `items` become `parameters[0].items`."""
         owner, _, project = slug.partition("/")
@@ -575,7 +575,8 @@ class WiroStandIn:
             "slugproject": project,
             "title": title or project,
             "description": description,
-            "categories": list(categories),
+            # A string is sent as it is: Wiro has been seen to send a JSON string here.
+            "categories": categories if isinstance(categories, str) else list(categories),
             "parameters": [{"title": "Inputs", "items": items}],
         }
 

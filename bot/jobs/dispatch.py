@@ -92,7 +92,7 @@ class Dispatcher:
 
     def _tell_waiting(self) -> None:
         """Give every waiting job the gate's reason, when it changed."""
-        reason = self.gate.reason(self._book.active)
+        reason = self.gate.reason(self._book.at_wiro)
         if reason == self._told:
             return
         self._told = reason

@@ -265,9 +265,13 @@ class JobEngine:
     # -- resuming and claims ------------------------------------------------------------------
 
     async def _take_over(self) -> None:
-        """Resume every unfinished job of the database that no live process holds."""
+        """Resume every unfinished job of the database that no live process holds. A job
+        that waits is claimed only when it is Run (so processes share the waiting work); one
+        that reached Wiro is claimed now, to be followed by this process alone."""
         for job in await self.store.jobs.unclaimed(now=time.time()):
-            if job.id not in self._book.jobs and await self._book.claim(job):
+            if job.id in self._book.jobs:
+                continue
+            if job.status.is_local or await self._book.claim(job):
                 await self._resume(job)
 
     async def _keep_claims(self) -> None:
@@ -276,12 +280,29 @@ class JobEngine:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.store.jobs.renew(
+                # Jobs past their claim before the renewal: each must still be ours after it.
+                claimed = [j for j in self._book.jobs.values() if not j.status.is_local]
+                held = await self.store.jobs.renew(
                     self.owner, until=time.time() + self.settings.claim_lease_seconds
                 )
+                self._let_go_of_lost_claims(claimed, held)
                 await self._take_over()
             except Exception:
                 log.exception("renewing job claims failed; trying again in %.0f s", every)
+
+    def _let_go_of_lost_claims(self, claimed: list[Job], held: set[int]) -> None:
+        """Jobs at Wiro that another process took over (this one stalled past its lease):
+        that process follows them now; this one stops."""
+        book = self._book
+        for job in claimed:
+            if job.id in held or job.status.is_final or job.id not in book.jobs:
+                continue
+            log.warning("job %s: another process took it over; letting it go", job.id)
+            work = book.tasks.pop(job.id, None)
+            if work is not None:
+                work.cancel()
+            book.free_slot(job)
+            book.forget(job)
 
     async def _resume(self, job: Job) -> None:
         book = self._book

@@ -72,6 +72,14 @@ class Submitter:
             return _sent_inputs(job)
 
     async def submit(self, job: Job, probe: bool = False) -> None:
+        try:
+            await self._submit(job, probe)
+        except BaseException:
+            # A bug or a shutdown: the gate must not wait for this probe's answer forever.
+            self._dispatcher.gate.not_answered(probe)
+            raise
+
+    async def _submit(self, job: Job, probe: bool) -> None:
         book, gate = self._book, self._dispatcher.gate
         payload = self.payload(job)
         if payload is None:
@@ -94,11 +102,11 @@ class Submitter:
             result = await self._client.run(job.model, payload)
         except ConcurrencyLimit:
             # Not a failure: Wiro is full. Our other jobs at Wiro are its limit for now.
-            gate.full(book.active - 1)
+            gate.full(book.at_wiro)
             log.info(
                 "job %s: Wiro's concurrency limit reached with %d other jobs of ours at Wiro",
                 job.id,
-                book.active - 1,
+                book.at_wiro,
             )
             await self._requeue(job)
             return

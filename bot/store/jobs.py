@@ -201,23 +201,28 @@ class JobRepository:
     async def claim_run(
         self, job_id: int, owner: str, *, submitted_at: float, until: float
     ) -> bool:
-        """Mark a waiting job submitted, only if `owner` still holds it (compare-and-set):
-        the one step before a Run, so no job is ever Run twice."""
+        """Mark a waiting job submitted and held by `owner`, only if it is still waiting and
+        no other live process holds it (compare-and-set): the one step before a Run, so no
+        job is ever Run twice."""
         cursor = await self._conn.execute(
-            "UPDATE jobs SET status = 'submitted', submitted_at = ?, lease_until = ?"
-            " WHERE id = ? AND status = 'waiting' AND owner = ?",
-            (submitted_at, until, job_id, owner),
+            "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?, lease_until = ?"
+            " WHERE id = ? AND status = 'waiting'"
+            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+            (submitted_at, owner, until, job_id, owner, submitted_at),
         )
         await self._conn.commit()
         return cursor.rowcount == 1
 
-    async def renew(self, owner: str, *, until: float) -> None:
-        """Extend the lease of every unfinished job `owner` holds."""
-        await self._conn.execute(
-            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+    async def renew(self, owner: str, *, until: float) -> set[int]:
+        """Extend the lease of every unfinished job `owner` holds; returns their ids."""
+        async with self._conn.execute(
+            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}"
+            " RETURNING id",
             (until, owner),
-        )
+        ) as cursor:
+            rows = await cursor.fetchall()
         await self._conn.commit()
+        return {int(row[0]) for row in rows}
 
     async def release(self, owner: str) -> None:
         """Give up every unfinished job `owner` holds (a clean shutdown): another process

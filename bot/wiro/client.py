@@ -515,6 +515,14 @@ def _text(value: Any) -> str:
 
 
 def _categories(value: Any) -> list[str]:
+    if isinstance(value, str):
+        # Sometimes a JSON string ('["tool", "text-to-image"]'), sometimes "a, b".
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, str):
+            value = [value]
     if not isinstance(value, list):
         return []
     out: list[str] = []
