@@ -189,6 +189,10 @@ class JobEngine:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._line.position(job_id)
 
+    def queue_positions(self) -> dict[int, int]:
+        """Every waiting job's place, in one pass (kept until the line or the loads change)."""
+        return self._line.positions()
+
     # -- submitting ----------------------------------------------------------------------------
 
     async def prepare(self, request: JobRequest) -> Prepared:
