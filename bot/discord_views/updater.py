@@ -66,10 +66,15 @@ class Target:
     failures: int = 0
     #: The beat at which the message was last sent or edited.
     edited_at: int = -(2**31)
+    #: The place in line the message shows (None: not waiting, or not shown).
+    place: int | None = None
 
 
 #: How often the ticker looks, at most: a result waits for at most one beat.
 BEAT = 0.25
+#: Places up to this are always shown exactly; further back a message is edited when its place
+#: moved by a tenth, so a line of thousands does not mean thousands of edits each time one starts.
+EXACT_PLACES = 10
 
 
 class StatusUpdater:
@@ -117,11 +122,12 @@ class StatusUpdater:
         job = await self._job(target.job_id)
         if job is None:
             return
-        words = self._words(job)
+        place = self._bot.runtime.engine.queue_position(job.id)
+        words = render.state_words(job, place, job.progress)
         try:
             message = await interaction.edit_original_response(
                 embed=render.status_embed(
-                    job, self._model(job), position=self._position(job), progress=job.progress
+                    job, self._model(job), position=place, progress=job.progress
                 ),
                 view=status_view(job.id),
             )
@@ -132,6 +138,7 @@ class StatusUpdater:
         target.token = interaction.token
         target.interaction_at = interaction.created_at.timestamp()
         target.shown = words
+        target.place = place
         await self._bot.runtime.store.jobs.update(
             job.id,
             status_message_id=message.id,
@@ -151,13 +158,34 @@ class StatusUpdater:
     async def _tick(self) -> None:
         self._beat += 1
         due = self._beat - self._beats_per_edit
-        targets = [t for t in self._targets.values() if t.ready and t.edited_at <= due]
-        if targets:
-            await asyncio.gather(*(self._update(t) for t in targets))
+        engine = self._bot.runtime.engine
+        # One pass over the waiting line for the whole beat, and no task for a message whose
+        # words stay the same: a beat's cost must not grow with the line times the followers.
+        places = engine.queue_positions()
+        work = []
+        for target in self._targets.values():
+            if not target.ready or target.edited_at > due:
+                continue
+            live = engine.peek(target.job_id)
+            if live is not None and not self._worth_editing(target, live, places):
+                continue
+            work.append(self._update(target, places))
+        if work:
+            await asyncio.gather(*work)
         if not self._targets:
             self._ticker.stop()
 
-    async def _update(self, target: Target) -> None:
+    def _worth_editing(self, target: Target, job: Job, places: dict[int, int]) -> bool:
+        if job.status.is_final:
+            return True
+        place = places.get(job.id)
+        if render.state_words(job, place, job.progress) == target.shown:
+            return False
+        if place is None or target.place is None or place <= EXACT_PLACES:
+            return True
+        return abs(target.place - place) * 10 >= target.place
+
+    async def _update(self, target: Target, places: dict[int, int]) -> None:
         try:
             job = await self._job(target.job_id)
             if job is None:
@@ -168,14 +196,16 @@ class StatusUpdater:
                 await self._deliver_final(target, job)
                 self._targets.pop(target.job_id, None)
                 return
-            words = self._words(job)
+            place = places.get(job.id)
+            words = render.state_words(job, place, job.progress)
             if words != target.shown and target.message_id is not None:
                 embed = render.status_embed(
-                    job, self._model(job), position=self._position(job), progress=job.progress
+                    job, self._model(job), position=place, progress=job.progress
                 )
                 target.edited_at = self._beat
                 if await self._edit_or_gone(target, embed=embed, view=status_view(job.id)):
                     target.shown = words
+                    target.place = place
         except Exception:
             target.failures += 1
             log.exception("job %s: could not update its Discord message", target.job_id)
@@ -185,12 +215,6 @@ class StatusUpdater:
 
     async def _job(self, job_id: int) -> Job | None:
         return await self._bot.runtime.engine.get(job_id)
-
-    def _words(self, job: Job) -> str:
-        return render.state_words(job, self._position(job), job.progress)
-
-    def _position(self, job: Job) -> int | None:
-        return self._bot.runtime.engine.queue_position(job.id)
 
     def _model(self, job: Job) -> ModelSpec | None:
         return self._bot.runtime.catalog.get(job.model)

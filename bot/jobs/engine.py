@@ -185,6 +185,10 @@ class JobEngine:
             return dataclasses.replace(job, outputs=list(job.outputs))
         return await self.store.jobs.get(job_id)
 
+    def peek(self, job_id: int) -> Job | None:
+        """The live job, not a copy: read only. None when this engine no longer holds it."""
+        return self._jobs.get(job_id)
+
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._line.position(job_id)
