@@ -10,6 +10,7 @@ from typing import Any
 import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
+from bot.store.batch import Statement, WriteBatcher
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -61,29 +62,32 @@ class HistoryQuery:
 
 
 class JobRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
+        # Job writes go through group commits: thousands of jobs, a few commits a second.
+        self._writes = writes or WriteBatcher(conn)
 
     async def create(self, new: NewJob) -> Job:
         r = new.requester
-        cursor = await self._conn.execute(
-            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-            " status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        written = await self._writes.write(
             (
-                r.source,
-                r.guild_id,
-                r.channel_id,
-                r.user_id,
-                new.model,
-                new.prompt,
-                json.dumps(new.inputs),
-                new.seed,
-                new.status.value,
-                new.created_at,
-            ),
+                "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
+                " seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.source,
+                    r.guild_id,
+                    r.channel_id,
+                    r.user_id,
+                    new.model,
+                    new.prompt,
+                    json.dumps(new.inputs),
+                    new.seed,
+                    new.status.value,
+                    new.created_at,
+                ),
+            )
         )
-        await self._conn.commit()
-        job_id = cursor.lastrowid
+        job_id = written.lastrowid
         assert job_id is not None
         return Job(
             id=job_id,
@@ -100,21 +104,18 @@ class JobRepository:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
-        if not fields:
-            return
-        values = [_to_sql(v) for v in fields.values()]
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        await self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
-        await self._conn.commit()
+        if fields:
+            await self._writes.write(_update(job_id, fields))
 
     async def claim_status(self, job_id: int, expected: JobState, new: JobState) -> bool:
         """Move a job from `expected` to `new` only if it is still there (compare-and-set)."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
-            (new.value, job_id, expected.value),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
+                (new.value, job_id, expected.value),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     async def get(self, job_id: int) -> Job | None:
         async with self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
@@ -212,6 +213,10 @@ class JobRepository:
 
     async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
         """Store a job's outputs and its final fields in one transaction."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        statements: list[Statement] = []
         rows = [
             (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width, o.height)
             for o in outputs
@@ -220,12 +225,17 @@ class JobRepository:
             # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
             # under load ("bad parameter or other API misuse").
             placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-            await self._conn.execute(
-                "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size, url,"
-                f" path, width, height) VALUES {placeholders}",
-                [value for row in rows for value in row],
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size,"
+                    f" url, path, width, height) VALUES {placeholders}",
+                    [value for row in rows for value in row],
+                )
             )
-        await self.update(job_id, **fields)
+        if fields:
+            statements.append(_update(job_id, fields))
+        if statements:
+            await self._writes.write(*statements)
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(
@@ -271,6 +281,11 @@ def _history_filter(query: HistoryQuery) -> tuple[str, tuple[Any, ...]]:
         params.append(f"%{escaped}%")
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     return where, tuple(params)
+
+
+def _update(job_id: int, fields: dict[str, Any]) -> Statement:
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    return (f"UPDATE jobs SET {assignments} WHERE id = ?", (*map(_to_sql, fields.values()), job_id))
 
 
 def _to_sql(value: Any) -> Any:
