@@ -239,6 +239,7 @@ class JobEngine:
                 seed=int(inputs["seed"]),
                 requester=prepared.request.requester,
                 created_at=time.time(),
+                status=JobState.WAITING,  # stored straight into the line: one write, not two
             )
         )
         self._adopt(job)
@@ -305,6 +306,8 @@ class JobEngine:
                     self._wakeup.clear()
                     self._wiro_full_until = 0.0
                     continue
+                if self._active >= self.settings.max_concurrent:
+                    break  # no slot for anyone: no need to walk the line
                 job = self._line.pop_next(self._may_start)
                 if job is None:
                     break
