@@ -54,7 +54,11 @@ class WriteBatcher:
         self._pending.append(_Write(statements, done))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="wirobot-store-writes")
-        return await asyncio.shield(done)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            done.add_done_callback(_forget)  # nobody is left to hear how it went
+            raise
 
     async def drain(self) -> None:
         """Wait until every write asked for so far is committed (or failed)."""
@@ -88,6 +92,11 @@ class WriteBatcher:
                         write.done.set_result(outcome)
         finally:
             self._flusher = None
+
+
+def _forget(done: asyncio.Future[Written]) -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 def _apply(
