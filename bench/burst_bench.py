@@ -271,6 +271,10 @@ async def drive(
             ):
                 break
             await asyncio.sleep(0.2)
+            if args.verbose:
+                stored = await runtime.store.jobs.count_history(HistoryQuery())
+                ready = sum(1 for t in targets.values() if t.ready)
+                print(f"answered {answered}, stored {stored}, shown {ready}/{len(targets)}")
         burst = REAL_MONOTONIC() - started
         burst_cpu = time.process_time() - cpu_started
         burst_beats = meter.summary()
@@ -318,6 +322,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="task duration at Wiro")
     parser.add_argument("--steady", type=float, default=10.0, help="seconds watched once full")
     parser.add_argument("--every", type=float, default=0.25, help="seconds between autocompletes")
+    parser.add_argument("--verbose", action="store_true", help="print the burst's progress")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     r = asyncio.run(bench(args))

@@ -1,10 +1,12 @@
 """Keeping each job's Discord message in step with the engine, and posting its result once.
 
 A ticker beats several times per `status_edit_interval` while any job is followed. Each beat
-reads the state of every followed job whose message was not edited within the last interval
-(cheap: live jobs are in memory) and edits the messages whose words changed, so a message is
-edited at most once per interval, the last state wins, the final state is always delivered,
-and a result goes out within a beat of the job's end when its message is not rate-limited.
+looks at the followed jobs that may need an edit (the engine announced a change, or the waiting
+line moved them) and whose message was not edited within the last interval, and edits the
+messages whose words changed, so a message is edited at most once per interval, the last state
+wins, the final state is always delivered, and a result goes out within a beat of the job's end
+when its message is not rate-limited. A quiet beat costs nothing per followed job; one after the
+line moved, one look at each place.
 Beats are counted rather than timed, so the ticker works the same on a virtual clock. When a
 job has ended its result (or its failure) is delivered and `posted_at` stored, so it is
 posted once, also across restarts.
@@ -30,6 +32,7 @@ from bot.catalog.spec import ModelSpec
 from bot.discord_views import images, render
 from bot.discord_views.buttons import result_view, status_view
 from bot.discord_views.launch import age_restricted
+from bot.jobs.events import Subscription
 from bot.jobs.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -81,6 +84,12 @@ class StatusUpdater:
     def __init__(self, bot: WiroBot, interval: float) -> None:
         self._bot = bot
         self._targets: dict[int, Target] = {}
+        #: Followed jobs to look at, at the next beat their message may be edited.
+        self._pending: set[int] = set()
+        #: The places in line the last beat saw (the engine keeps the same dict while they hold).
+        self._places: dict[int, int] = {}
+        #: The engine's events while any job is followed: which jobs changed.
+        self._events: Subscription | None = None
         #: Beats per status_edit_interval: a message is edited at most once in that many.
         self._beats_per_edit = max(1, math.ceil(interval / BEAT - 1e-9))
         self._beat = 0
@@ -106,6 +115,7 @@ class StatusUpdater:
             )
         if self._targets:
             log.info("following %d job(s) from before the restart", len(self._targets))
+            self._pending.update(self._targets)
             self._wake()
 
     def follow(self, job: Job, *, filesize_limit: int | None = None) -> Target:
@@ -148,10 +158,18 @@ class StatusUpdater:
 
     async def stop(self) -> None:
         self._ticker.cancel()
+        self._unsubscribe()
 
     def _wake(self) -> None:
+        if self._events is None:
+            self._events = self._bot.runtime.engine.subscribe()
         if not self._ticker.is_running():
             self._ticker.start()
+
+    def _unsubscribe(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     # -- each tick -----------------------------------------------------------------------------
 
@@ -161,12 +179,24 @@ class StatusUpdater:
         engine = self._bot.runtime.engine
         # One pass over the waiting line for the whole beat, and no task for a message whose
         # words stay the same: a beat's cost must not grow with the line times the followers.
+        if self._events is not None:
+            for event in self._events.take():
+                if event.job.id in self._targets:
+                    self._pending.add(event.job.id)
         places = engine.queue_positions()
+        if places is not self._places:
+            self._places = places
+            self._note_moves(places)
         work = []
-        for target in self._targets.values():
-            if not target.ready or target.edited_at > due:
+        for job_id in list(self._pending):
+            target = self._targets.get(job_id)
+            if target is None:
+                self._pending.discard(job_id)
                 continue
-            live = engine.peek(target.job_id)
+            if not target.ready or target.edited_at > due:
+                continue  # looked at again once its message may be edited
+            self._pending.discard(job_id)
+            live = engine.peek(job_id)
             if live is not None and not self._worth_editing(target, live, places):
                 continue
             work.append(self._update(target, places))
@@ -174,6 +204,15 @@ class StatusUpdater:
             await asyncio.gather(*work)
         if not self._targets:
             self._ticker.stop()
+            self._unsubscribe()
+
+    def _note_moves(self, places: dict[int, int]) -> None:
+        """The line moved: the waiting jobs whose shown place is now worth correcting."""
+        targets, pending = self._targets, self._pending
+        for job_id, place in places.items():
+            target = targets.get(job_id)
+            if target is not None and target.place != place and _worth_showing(target, place):
+                pending.add(job_id)
 
     def _worth_editing(self, target: Target, job: Job, places: dict[int, int]) -> bool:
         if job.status.is_final:
@@ -181,9 +220,7 @@ class StatusUpdater:
         place = places.get(job.id)
         if render.state_words(job, place, job.progress) == target.shown:
             return False
-        if place is None or target.place is None or place <= EXACT_PLACES:
-            return True
-        return abs(target.place - place) * 10 >= target.place
+        return place is None or _worth_showing(target, place)
 
     async def _update(self, target: Target, places: dict[int, int]) -> None:
         try:
@@ -212,6 +249,8 @@ class StatusUpdater:
             if target.failures >= MAX_FAILURES:
                 log.error("job %s: giving up on its Discord message for now", target.job_id)
                 self._targets.pop(target.job_id, None)
+            else:
+                self._pending.add(target.job_id)
 
     async def _job(self, job_id: int) -> Job | None:
         return await self._bot.runtime.engine.get(job_id)
@@ -339,6 +378,13 @@ class StatusUpdater:
             return target.filesize_limit
         guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
         return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+def _worth_showing(target: Target, place: int) -> bool:
+    """Near the front every move; far back, a move by a tenth of the place shown."""
+    if target.place is None or place <= EXACT_PLACES:
+        return True
+    return abs(target.place - place) * 10 >= target.place
 
 
 def _token_gone(exc: discord.HTTPException) -> bool:
