@@ -183,10 +183,13 @@ class StatusUpdater:
             for event in self._events.take():
                 if event.job.id in self._targets:
                     self._pending.add(event.job.id)
-        places = engine.queue_positions()
-        if places is not self._places:
-            self._places = places
-            self._note_moves(places)
+        # Places in line once per interval: no message can show them more often.
+        places = self._places
+        if self._beat % self._beats_per_edit == 0 or not places:
+            places = engine.queue_positions()
+            if places is not self._places:
+                self._places = places
+                self._note_moves(places)
         work = []
         for job_id in list(self._pending):
             target = self._targets.get(job_id)
