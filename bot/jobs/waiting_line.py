@@ -165,18 +165,32 @@ class WaitingLine:
         index = next(n for n, job in enumerate(jobs) if job.id == job_id)
         entry = self._load(owner)
         level = entry + index
-        # Within a load: owners who entered at a higher load first, then by last turn, then
-        # by their place in the line.
-        key = (-entry, self._turn(owner))
+        turn = self._turn(owner)
+        served = self._served.get
+        # Jobs at lower loads go first; at this load, owners who entered at a higher load, then
+        # by last turn, then by place in the line. Written for speed: a burst runs this for
+        # every new job, over every waiting owner.
         before = 0
         passed = False  # whether `owner` came yet in the line's order (breaks ties)
-        for other, queue in self._owners.items():
+        owners = self._owners
+        loads = map(self._load, owners)
+        for other, queue, other_entry in zip(owners, owners.values(), loads, strict=True):
+            depth = level - other_entry
+            if depth < 0:
+                continue  # all its jobs come after this level
+            size = len(queue)
+            if depth >= size:
+                before += size  # all its jobs come before this level
+                continue
+            before += depth
+            if other_entry < entry:
+                continue  # at this level, after the owners who entered higher
             if other == owner:
                 passed = True
-            other_entry = self._load(other)
-            before += min(max(level - other_entry, 0), len(queue))
-            if other != owner and other_entry <= level < other_entry + len(queue):
-                other_key = (-other_entry, self._turn(other))
-                if other_key < key or (other_key == key and not passed):
+            elif other_entry > entry:
+                before += 1
+            else:
+                other_turn = served(other, _NEVER)
+                if other_turn < turn or (other_turn == turn and not passed):
                     before += 1
         return before + 1
