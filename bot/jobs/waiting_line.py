@@ -173,8 +173,8 @@ class WaitingLine:
         before = 0
         passed = False  # whether `owner` came yet in the line's order (breaks ties)
         owners = self._owners
-        loads = map(self._load, owners)
-        for other, queue, other_entry in zip(owners, owners.values(), loads, strict=True):
+        entries = map(self._load, owners)
+        for other, queue, other_entry in zip(owners, owners.values(), entries, strict=True):
             depth = level - other_entry
             if depth < 0:
                 continue  # all its jobs come after this level
