@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -172,11 +173,16 @@ async def bench(jobs: int, seconds: float, jitter: float, same_process: bool) ->
         counts = await wiro_stats()
 
     delays = []
+    failures: Counter[str] = Counter()
     for job in finals:
-        assert job is not None and job.task_id is not None
+        assert job is not None
+        if job.status is not JobState.SUCCEEDED or job.task_id is None:
+            failures[f"{job.status.value}: {job.error}"] += 1
+            continue
         delays.append(reported[job.id] - counts["finished_at"][job.task_id])
     return {
         "jobs": jobs,
+        "failures": failures,
         "succeeded": sum(1 for job in finals if job and job.status is JobState.SUCCEEDED),
         "submit_seconds": submit_seconds,
         "wall_seconds": wall,
@@ -204,6 +210,8 @@ def main() -> int:
     print(f"machine                  {os.cpu_count()} CPUs, load average {load:.2f} before the run")
     print(f"stand-in                 {where}")
     print(f"jobs                     {result['jobs']} ({result['succeeded']} succeeded)")
+    for reason, count in result["failures"].most_common(3):
+        print(f"  {count} x {reason}")
     print(f"submit burst             {result['submit_seconds']:.2f} s  target < 5 s")
     print(f"wall time                {result['wall_seconds']:.2f} s")
     print(
