@@ -53,6 +53,9 @@ class Dispatcher:
     def position(self, job_id: int) -> int | None:
         return self.line.position(job_id)
 
+    def positions(self) -> dict[int, int]:
+        return self.line.positions()
+
     def _may_start(self, job: Job) -> bool:
         book = self._book
         if book.active >= self._settings.max_concurrent:
@@ -82,6 +85,8 @@ class Dispatcher:
             at_wiro = book.active
             if not self.gate.may_run(at_wiro):
                 return
+            if book.active >= self._settings.max_concurrent:
+                return  # no slot for anyone: no need to walk the line
             job = self.line.pop_next(self._may_start)
             if job is None:
                 return

@@ -202,9 +202,17 @@ class JobEngine:
             return self._book.snapshot(job)
         return await self.store.jobs.get(job_id)
 
+    def peek(self, job_id: int) -> Job | None:
+        """The live job, not a copy: read only. None when this engine no longer holds it."""
+        return self._book.jobs.get(job_id)
+
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._dispatcher.position(job_id)
+
+    def queue_positions(self) -> dict[int, int]:
+        """Every waiting job's place, in one pass (kept until the line or the loads change)."""
+        return self._dispatcher.positions()
 
     @property
     def gate(self) -> WiroGate:
@@ -247,6 +255,7 @@ class JobEngine:
                     owner=self.owner,
                     lease_until=now + self.settings.claim_lease_seconds,
                     estimate=prepared.price.amount,
+                    status=JobState.WAITING,  # stored straight into the line: one write
                 )
             )
         self._book.adopt(job)

@@ -56,6 +56,13 @@ class Subscription:
     async def get(self) -> JobEvent:
         return await self._queue.get()
 
+    def take(self) -> list[JobEvent]:
+        """Every event received and not yet read, without waiting."""
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
+
     def close(self) -> None:
         self._bus._subscriptions.discard(self)
 

@@ -7,6 +7,7 @@ from types import TracebackType
 
 import aiosqlite
 
+from bot.store.batch import WriteBatcher
 from bot.store.database import connect
 from bot.store.guilds import GuildRepository, GuildSettings
 from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
@@ -21,7 +22,8 @@ class Store:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self.jobs = JobRepository(conn)
+        self.writes = WriteBatcher(conn)
+        self.jobs = JobRepository(conn, self.writes)
         self.guilds = GuildRepository(conn)
         self.tools = ToolDetailCache(conn)
         self.spend = SpendRepository(conn)
@@ -31,6 +33,7 @@ class Store:
         return cls(await connect(path))
 
     async def close(self) -> None:
+        await self.writes.drain()
         await self._conn.close()
 
     async def __aenter__(self) -> Store:

@@ -14,6 +14,7 @@ import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
 from bot.money import ZERO, from_pico, parse_usd, to_pico
+from bot.store.batch import Statement, WriteBatcher
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -100,37 +101,49 @@ class HistoryQuery:
 
 
 class JobRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
+        # Job writes go through group commits: thousands of jobs, a few commits a second.
+        self._writes = writes or WriteBatcher(conn)
         self._input_sets: dict[str, int] = {}  # stored inputs -> input_sets.id
 
     async def create(self, new: NewJob) -> Job:
         r = new.requester
-        inputs_set = await self._input_set(_stored_inputs(new.inputs, new.prompt, new.seed))
-        cursor = await self._conn.execute(
-            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
-            " inputs_set, seed, status, created_at, owner, lease_until, estimate_pico, pixels)"
-            " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
+        stored = _stored_inputs(new.inputs, new.prompt, new.seed)
+        known = self._input_sets.get(stored)
+        # A new set of inputs is stored in the same write as the job: one write a job.
+        statements: list[Statement] = []
+        if known is None:
+            statements.append(("INSERT OR IGNORE INTO input_sets (inputs) VALUES (?)", (stored,)))
+        inputs_set = "?" if known is not None else "(SELECT id FROM input_sets WHERE inputs = ?)"
+        statements.append(
             (
-                r.source,
-                r.guild_id,
-                r.channel_id,
-                r.user_id,
-                new.model,
-                new.prompt,
-                inputs_set,
-                new.seed,
-                new.status.value,
-                new.created_at,
-                new.owner,
-                new.lease_until,
-                None if new.estimate is None else to_pico(new.estimate),
-                _pixels(new.inputs),
-            ),
+                "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
+                " inputs_set, seed, status, created_at, owner, lease_until, estimate_pico, pixels)"
+                f" VALUES (?, ?, ?, ?, ?, ?, '', {inputs_set}, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.source,
+                    r.guild_id,
+                    r.channel_id,
+                    r.user_id,
+                    new.model,
+                    new.prompt,
+                    known if known is not None else stored,
+                    new.seed,
+                    new.status.value,
+                    new.created_at,
+                    new.owner,
+                    new.lease_until,
+                    None if new.estimate is None else to_pico(new.estimate),
+                    _pixels(new.inputs),
+                ),
+            )
         )
-        await self._conn.commit()
-        job_id = cursor.lastrowid
+        written = await self._writes.write(*statements)
+        job_id = written.lastrowid
         assert job_id is not None
+        if known is None:
+            await self._learn_input_set(stored, job_id)
         return Job(
             id=job_id,
             model=new.model,
@@ -143,60 +156,48 @@ class JobRepository:
             estimate=new.estimate,
         )
 
-    async def _input_set(self, stored: str) -> int:
-        """The id of a set of inputs, stored if new. Sets never change, so ids are cached."""
-        known = self._input_sets.get(stored)
-        if known is not None:
-            return known
-        await self._conn.execute("INSERT OR IGNORE INTO input_sets (inputs) VALUES (?)", (stored,))
+    async def _learn_input_set(self, stored: str, job_id: int) -> None:
+        """Remember the id of a set of inputs a new job was stored with (sets never change)."""
         async with self._conn.execute(
-            "SELECT id FROM input_sets WHERE inputs = ?", (stored,)
+            "SELECT inputs_set FROM jobs WHERE id = ?", (job_id,)
         ) as cursor:
             row = await cursor.fetchone()
-        assert row is not None
+        if row is None or row[0] is None:
+            return
         if len(self._input_sets) >= _INPUT_SETS_CACHED:
             self._input_sets.clear()
         self._input_sets[stored] = int(row[0])
-        return int(row[0])
 
     async def update(self, job_id: int, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
-        if not fields:
-            return
-        columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
-        if "cost" in fields:
-            # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
-            amount = parse_usd(fields["cost"])
-            columns["cost_pico"] = None if amount is None else to_pico(amount)
-            columns["cost"] = None if amount is None else float(amount)
-        values = list(columns.values())
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        await self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
-        await self._conn.commit()
+        if fields:
+            await self._writes.write(_update(job_id, fields))
 
     async def claim_status(self, job_id: int, expected: JobState, new: JobState) -> bool:
         """Move a job from `expected` to `new` only if it is still there (compare-and-set)."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
-            (new.value, job_id, expected.value),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
+                (new.value, job_id, expected.value),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     # -- claims: one job, one owner ---------------------------------------------------------
 
     async def claim(self, job_id: int, owner: str, *, now: float, until: float) -> bool:
         """Take an unfinished job for `owner` if nobody holds it (or its lease has passed)."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
-            f" AND status NOT IN {_FINAL_SQL}"
-            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
-            (owner, until, job_id, owner, now),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
+                f" AND status NOT IN {_FINAL_SQL}"
+                " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                (owner, until, job_id, owner, now),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     async def claim_run(
         self, job_id: int, owner: str, *, submitted_at: float, until: float
@@ -204,14 +205,15 @@ class JobRepository:
         """Mark a waiting job submitted and held by `owner`, only if it is still waiting and
         no other live process holds it (compare-and-set): the one step before a Run, so no
         job is ever Run twice."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?, lease_until = ?"
-            " WHERE id = ? AND status = 'waiting'"
-            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
-            (submitted_at, owner, until, job_id, owner, submitted_at),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?,"
+                " lease_until = ? WHERE id = ? AND status = 'waiting'"
+                " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                (submitted_at, owner, until, job_id, owner, submitted_at),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     async def renew(self, owner: str, *, until: float) -> set[int]:
         """Extend the lease of every unfinished job `owner` holds; returns their ids."""
@@ -404,6 +406,10 @@ class JobRepository:
 
     async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
         """Store a job's outputs and its final fields in one transaction."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        statements: list[Statement] = []
         rows = [
             (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width, o.height)
             for o in outputs
@@ -412,12 +418,17 @@ class JobRepository:
             # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
             # under load ("bad parameter or other API misuse").
             placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-            await self._conn.execute(
-                "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size, url,"
-                f" path, width, height) VALUES {placeholders}",
-                [value for row in rows for value in row],
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO outputs (job_id, position, name, content_type, size,"
+                    f" url, path, width, height) VALUES {placeholders}",
+                    [value for row in rows for value in row],
+                )
             )
-        await self.update(job_id, **fields)
+        if fields:
+            statements.append(_update(job_id, fields))
+        if statements:
+            await self._writes.write(*statements)
 
     # -- retention ---------------------------------------------------------------------------
 
@@ -555,6 +566,17 @@ def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
         for k, v in inputs.items()
     }
     return json.dumps(placed, separators=(",", ":"))
+
+
+def _update(job_id: int, fields: dict[str, Any]) -> Statement:
+    columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
+    if "cost" in fields:
+        # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
+        amount = parse_usd(fields["cost"])
+        columns["cost_pico"] = None if amount is None else to_pico(amount)
+        columns["cost"] = None if amount is None else float(amount)
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    return (f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
 
 
 def _to_sql(value: Any) -> Any:
