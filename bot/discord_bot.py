@@ -17,6 +17,8 @@ from bot.discord_views.buttons import all_buttons
 from bot.discord_views.updater import StatusUpdater
 from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
+from bot.web.app import WebContext
+from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ discord.VoiceClient.warn_nacl = False
 discord.VoiceClient.warn_dave = False
 
 #: Extensions loaded at start, one cog a module.
-EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings")
+EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings", "cogs.gallery")
 
 
 class WiroBot(commands.Bot):
@@ -50,6 +52,8 @@ class WiroBot(commands.Bot):
         self._runtime = runtime
         self._owned = AsyncExitStack()
         self.updater = StatusUpdater(self, settings.discord.status_edit_interval)
+        #: The web server (health, metrics, gallery); None when web.port is 0.
+        self.web: WebServer | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -60,12 +64,43 @@ class WiroBot(commands.Bot):
     async def setup_hook(self) -> None:
         if self._runtime is None:
             self._runtime = await self._owned.enter_async_context(open_runtime(self.settings))
+        self.runtime.metrics.set_gateway_latency(lambda: self.latency)
         for item in all_buttons():
             self.add_dynamic_items(item)
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
+        await self.start_web(self.settings.web.port)
         await self.sync_commands()
         await self.updater.resume()
+
+    async def web_context(self) -> WebContext:
+        runtime = self.runtime
+        imagine = self.tree.get_command("imagine")
+        options = getattr(imagine, "parameters", [])
+        return WebContext(
+            store=runtime.store,
+            catalog=runtime.catalog,
+            metrics=runtime.metrics,
+            outputs_dir=self.settings.database.outputs_path,
+            signing_key=await runtime.store.gallery.signing_key(),
+            public_url=self.settings.web.base_url,
+            discord_connected=self.discord_connected,
+            guild_name=lambda guild_id: getattr(self.get_guild(guild_id), "name", None),
+            imagine_options=frozenset(p.name for p in options),
+        )
+
+    async def start_web(self, port: int) -> None:
+        """Serve health, metrics and the gallery on web.host:`port` (0: not at all)."""
+        if not port:
+            return
+        server = WebServer(await self.web_context(), host=self.settings.web.host, port=port)
+        await server.start()
+        self._owned.push_async_callback(server.stop)
+        self.web = server
+
+    def discord_connected(self) -> bool:
+        ws = self.ws
+        return self.is_ready() and not self.is_closed() and ws is not None and bool(ws.open)
 
     async def sync_commands(self) -> None:
         """To the configured guilds at once when set (global sync can take an hour)."""

@@ -8,6 +8,7 @@ from types import TracebackType
 import aiosqlite
 
 from bot.store.database import connect
+from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
 from bot.store.jobs import HistoryQuery, JobRepository, NewJob
 from bot.store.tools import ToolDetailCache
@@ -23,6 +24,7 @@ class Store:
         self.jobs = JobRepository(conn)
         self.guilds = GuildRepository(conn)
         self.tools = ToolDetailCache(conn)
+        self.gallery = GalleryRepository(conn)
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
