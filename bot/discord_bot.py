@@ -17,6 +17,7 @@ from bot.discord_views.buttons import all_buttons
 from bot.discord_views.updater import StatusUpdater
 from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
+from bot.web.access import visible_now
 from bot.web.app import WebContext
 from bot.web.server import WebServer
 
@@ -69,7 +70,8 @@ class WiroBot(commands.Bot):
             self.add_dynamic_items(item)
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
-        await self.start_web(self.settings.web.port)
+        if self.settings.web.port:
+            await self.start_web(self.settings.web.port)
         await self.sync_commands()
         await self.updater.resume()
 
@@ -83,16 +85,15 @@ class WiroBot(commands.Bot):
             metrics=runtime.metrics,
             outputs_dir=self.settings.database.outputs_path,
             signing_key=await runtime.store.gallery.signing_key(),
-            public_url=self.settings.web.base_url,
+            public_url=self.settings.web.public_url or "",
             discord_connected=self.discord_connected,
             guild_name=lambda guild_id: getattr(self.get_guild(guild_id), "name", None),
+            visible_now=lambda grant: visible_now(self, grant),
             imagine_options=frozenset(p.name for p in options),
         )
 
     async def start_web(self, port: int) -> None:
-        """Serve health, metrics and the gallery on web.host:`port` (0: not at all)."""
-        if not port:
-            return
+        """Serve health, metrics and the gallery on web.host:`port` (0: any free port)."""
         server = WebServer(await self.web_context(), host=self.settings.web.host, port=port)
         await server.start()
         self._owned.push_async_callback(server.stop)

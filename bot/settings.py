@@ -124,10 +124,6 @@ class WebSettings(_Section):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/") if v is not None else None
 
-    @property
-    def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
-
 
 class LoggingSettings(_Section):
     level: str = "INFO"

@@ -1,9 +1,10 @@
 """/gallery: a private, signed, expiring link to this server's images on the bot's web server.
 
-The link is a snapshot of what the member could see when they asked: the channels they could
-view (administrators: all), the age-restricted ones among them, and Manage Server. It lasts
-LINK_LIFETIME; losing access to a channel shows in the next link, at the latest a day later.
-The bot has no members intent, so it cannot re-check a member's roles when the page opens.
+The link stores what the member could see when they asked: the channels they could view
+(administrators: all), the age-restricted ones among them, Manage Server, and their roles.
+Each page narrows that to what those roles see today (bot/web/access.py), so a channel closed
+to them closes at once; a role taken away (the bot has no members intent to know it) takes
+effect when the link expires, LINK_LIFETIME after it was made.
 
 Also here: every interaction's member name is kept (the gallery shows names, not ids) and
 counted for the metrics.
@@ -59,10 +60,11 @@ class Gallery(commands.Cog):
             nsfw_channels=nsfw,
             from_nsfw=age_restricted(interaction.channel),
             admin=interaction.permissions.manage_guild,
+            roles=frozenset(role.id for role in interaction.user.roles),
             lifetime=LINK_LIFETIME,
         )
         claims = LinkClaims(grant.id, grant.guild_id, grant.user_id, int(grant.expires_at))
-        url = link_url(self.bot.settings.web.base_url, web.context.signing_key, claims)
+        url = link_url(self.bot.settings.web.public_url or web.url, web.context.signing_key, claims)
         view = discord.ui.View()
         view.add_item(discord.ui.Button(label="Open the gallery", url=url))
         await interaction.response.send_message(

@@ -211,9 +211,11 @@ class StatusUpdater:
             if gone:
                 message = await self._channel(target).send(embed=embed)
                 result_id = message.id
+        posted_at = time.time()
         await self._bot.runtime.store.jobs.update(
-            job.id, result_message_id=result_id, posted_at=time.time()
+            job.id, result_message_id=result_id, posted_at=posted_at
         )
+        self._bot.runtime.metrics.job_posted(posted_at - job.created_at)
 
     async def _post_result(self, target: Target, job: Job) -> int:
         model = self._model(job)

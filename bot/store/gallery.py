@@ -33,6 +33,8 @@ class Grant:
     from_nsfw: bool
     #: Manage Server when asked: the spend page is shown.
     admin: bool
+    #: The member's roles when asked (to re-check channel access against today's overwrites).
+    roles: frozenset[int]
     created_at: float
     expires_at: float
 
@@ -100,6 +102,7 @@ class GalleryRepository:
         nsfw_channels: frozenset[int],
         from_nsfw: bool,
         admin: bool,
+        roles: frozenset[int] = frozenset(),
         lifetime: float,
         now: float | None = None,
     ) -> Grant:
@@ -108,7 +111,7 @@ class GalleryRepository:
         await self._conn.execute("DELETE FROM gallery_links WHERE expires_at < ?", (now,))
         cursor = await self._conn.execute(
             "INSERT INTO gallery_links (guild_id, user_id, channels, nsfw_channels, from_nsfw,"
-            " admin, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " admin, roles, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 guild_id,
                 user_id,
@@ -116,6 +119,7 @@ class GalleryRepository:
                 json.dumps(sorted(nsfw_channels)),
                 int(from_nsfw),
                 int(admin),
+                json.dumps(sorted(roles)),
                 now,
                 now + lifetime,
             ),
@@ -142,6 +146,7 @@ class GalleryRepository:
             nsfw_channels=frozenset(json.loads(row["nsfw_channels"])),
             from_nsfw=bool(row["from_nsfw"]),
             admin=bool(row["admin"]),
+            roles=frozenset(json.loads(row["roles"])),
             created_at=row["created_at"],
             expires_at=row["expires_at"],
         )

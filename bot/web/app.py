@@ -7,6 +7,7 @@ channels the member could see when they asked for the link.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -67,6 +68,8 @@ class WebContext:
     public_url: str
     discord_connected: Callable[[], bool]
     guild_name: Callable[[int], str | None] = lambda _guild_id: None
+    #: The channels a grant's holder may see now (None: all); see bot/web/access.py.
+    visible_now: Callable[[Grant], frozenset[int] | None] = lambda grant: grant.channels
     #: The /imagine options a job's inputs may be given back as.
     imagine_options: frozenset[str] = frozenset()
     clock: Callable[[], float] = time.time
@@ -292,6 +295,7 @@ class _Pages:
             or grant.expires_at <= self.c.clock()
         ):
             raise _Answer(self.error_page(403, "This link is not valid.", hint=_ASK_AGAIN))
+        grant = dataclasses.replace(grant, channels=self.c.visible_now(grant))
         return grant, f"{self.root}/g/{token}"
 
     async def _visible_job(self, grant: Grant, request: web.Request) -> Job:

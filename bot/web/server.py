@@ -22,10 +22,12 @@ class WebServer:
         self.port: int | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(build_app(self.context), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            build_app(self.context), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port, shutdown_timeout=2.0)
+            site = web.TCPSite(runner, self._host, self._port)
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -58,9 +58,12 @@ def _unb64(text: str) -> bytes:
     if not text or not all(c.isalnum() or c in "-_" for c in text):
         raise BadLink("malformed")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise BadLink("malformed") from None
+    if _b64(data) != text:  # one spelling per link: unused low bits may not vary
+        raise BadLink("malformed")
+    return data
 
 
 def link_url(base_url: str, key: bytes, claims: LinkClaims) -> str:

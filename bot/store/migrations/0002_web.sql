@@ -15,6 +15,7 @@ CREATE TABLE gallery_links (
     nsfw_channels TEXT   NOT NULL DEFAULT '[]', -- JSON: the age-restricted ones among them
     from_nsfw    INTEGER NOT NULL DEFAULT 0,  -- asked in an age-restricted channel
     admin        INTEGER NOT NULL DEFAULT 0,  -- Manage Server when asked
+    roles        TEXT    NOT NULL DEFAULT '[]', -- JSON: the member's role ids when asked
     created_at   REAL    NOT NULL,
     expires_at   REAL    NOT NULL
 );
