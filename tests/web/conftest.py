@@ -75,7 +75,7 @@ class Page:
 
 
 @pytest.fixture
-async def site(harness: Harness) -> AsyncIterator[Site]:
+async def site(harness: Harness) -> AsyncIterator[Site]:  # noqa: F811
     await harness.bot.start_web(0)
     async with aiohttp.ClientSession() as session:
         yield Site(harness, session)
@@ -116,24 +116,7 @@ async def make_image_job(
             created_at=now,
         )
     )
-    folder: Path = h.settings.database.outputs_path
-    folder.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for position in range(images):
-        path = folder / f"job{job.id}-{position:02d}-image.png"
-        path.write_bytes(png(((job.id * 40) % 256, (position * 90) % 256, 160)))
-        outputs.append(
-            Output(
-                position,
-                path.name,
-                "image/png",
-                path.stat().st_size,
-                "https://cdn/x.png",
-                str(path),
-                64,
-                64,
-            )
-        )
+    outputs = _write_pngs(h.settings.database.outputs_path, job.id, images)
     await store.jobs.finish(
         job.id,
         outputs,
@@ -146,3 +129,16 @@ async def make_image_job(
     stored = await store.jobs.get(job.id)
     assert stored is not None
     return stored
+
+
+def _write_pngs(folder: Path, job_id: int, images: int) -> list[Output]:
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for position in range(images):
+        path = folder / f"job{job_id}-{position:02d}-image.png"
+        path.write_bytes(png(((job_id * 40) % 256, (position * 90) % 256, 160)))
+        size = path.stat().st_size
+        outputs.append(
+            Output(position, path.name, "image/png", size, "https://cdn/x.png", str(path), 64, 64)
+        )
+    return outputs
