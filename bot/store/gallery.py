@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -162,12 +163,27 @@ class GalleryRepository:
         )
         await self._conn.commit()
 
-    async def names(self, guild_id: int) -> dict[int, str]:
+    async def names(self, guild_id: int, user_ids: Iterable[int | None]) -> dict[int, str]:
+        ids = sorted({uid for uid in user_ids if uid is not None})
+        if not ids:
+            return {}
         async with self._conn.execute(
-            "SELECT user_id, name FROM member_names WHERE guild_id = ?", (guild_id,)
+            f"SELECT user_id, name FROM member_names WHERE guild_id = ?"
+            f" AND user_id IN ({', '.join('?' for _ in ids)})",
+            (guild_id, *ids),
         ) as cursor:
             rows = await cursor.fetchall()
         return {int(row[0]): str(row[1]) for row in rows}
+
+    async def recent_members(self, guild_id: int, limit: int = 200) -> list[tuple[int, str]]:
+        """(id, name) of the members seen most recently, by name: the member filter's choices."""
+        async with self._conn.execute(
+            "SELECT user_id, name FROM (SELECT user_id, name FROM member_names"
+            " WHERE guild_id = ? ORDER BY seen_at DESC LIMIT ?) ORDER BY name COLLATE NOCASE",
+            (guild_id, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [(int(row[0]), str(row[1])) for row in rows]
 
     # -- pages ---------------------------------------------------------------------------------
 
@@ -185,25 +201,6 @@ class GalleryRepository:
         for job in jobs:
             job.outputs = await self._jobs.outputs(job.id)
         return jobs
-
-    async def members(self, query: GalleryQuery) -> list[int]:
-        """Members with at least one job this query can show (model/member filters aside)."""
-        base = GalleryQuery(guild_id=query.guild_id, channels=query.channels)
-        where, params = _filter(base)
-        async with self._conn.execute(
-            f"SELECT DISTINCT user_id FROM jobs WHERE {where} AND user_id IS NOT NULL", params
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return sorted(int(row[0]) for row in rows)
-
-    async def models(self, query: GalleryQuery) -> list[str]:
-        base = GalleryQuery(guild_id=query.guild_id, channels=query.channels)
-        where, params = _filter(base)
-        async with self._conn.execute(
-            f"SELECT DISTINCT model FROM jobs WHERE {where} ORDER BY model", params
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [str(row[0]) for row in rows]
 
     async def job(self, job_id: int) -> Job | None:
         return await self._jobs.get(job_id)

@@ -23,7 +23,7 @@ import jinja2
 from aiohttp import web
 
 from bot.catalog.catalog import Catalog
-from bot.jobs.job import Job
+from bot.jobs.job import Job, Output
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.store import Store
 from bot.store.gallery import GalleryQuery, Grant
@@ -187,7 +187,7 @@ class _Pages:
         jobs = await self.c.store.gallery.jobs(query)
         more = len(jobs) > PAGE_SIZE
         jobs = jobs[:PAGE_SIZE]
-        names = await self.c.store.gallery.names(grant.guild_id)
+        names = await self.c.store.gallery.names(grant.guild_id, (j.user_id for j in jobs))
         here = f"{base}/mine" if mine else f"{base}/"
         next_url = None
         if more and jobs:
@@ -202,11 +202,10 @@ class _Pages:
             filters=filters,
             here=here,
             mine=mine,
-            models=await self.c.store.gallery.models(query),
-            members=[
-                (uid, names.get(uid, f"member {uid}"))
-                for uid in await self.c.store.gallery.members(query)
-            ],
+            # The filters' choices come from the catalog and the names the bot has seen, not
+            # from scanning the jobs: cheap however long the history.
+            models=sorted(model.slug for model in self.c.catalog.all()),
+            members=await self.c.store.gallery.recent_members(grant.guild_id),
             first_page=filters.before is None,
         )
         return self._html("gallery.html", values)
@@ -216,7 +215,7 @@ class _Pages:
         if request.query:
             return self.error_page(400, "this page takes no parameters", base=base)
         job = await self._visible_job(grant, request)
-        names = await self.c.store.gallery.names(grant.guild_id)
+        names = await self.c.store.gallery.names(grant.guild_id, [job.user_id])
         model = self.c.catalog.get(job.model)
         inputs = []
         for key, value in job.inputs.items():
@@ -305,7 +304,7 @@ class _Pages:
             raise web.HTTPNotFound()
         return job
 
-    async def _output(self, request: web.Request) -> tuple[Any, Job]:
+    async def _output(self, request: web.Request) -> tuple[Output, Job]:
         grant, _ = await self._grant(request)
         job = await self._visible_job(grant, request)
         position = int(request.match_info["position"])

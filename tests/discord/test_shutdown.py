@@ -47,6 +47,7 @@ async def test_sigterm_keeps_the_running_job_for_the_next_start(
         discord={"token": "not-used"},
         wiro={"api_key": wiro.api_key, "api_secret": wiro.api_secret, "base_url": wiro.base_url},
         database={"path": database},
+        web={"port": 0},
     )
     OfflineBot.started.clear()
     OfflineBot.ready = asyncio.Event()

@@ -77,8 +77,13 @@ class Page:
 @pytest.fixture
 async def site(harness: Harness) -> AsyncIterator[Site]:  # noqa: F811
     await harness.bot.start_web(0)
-    async with aiohttp.ClientSession() as session:
-        yield Site(harness, session)
+    try:
+        async with aiohttp.ClientSession() as session:
+            yield Site(harness, session)
+    finally:
+        # simcord detaches the bot without calling its close(): stop the server here.
+        assert harness.bot.web is not None
+        await harness.bot.web.stop()
 
 
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 64)) -> bytes:
