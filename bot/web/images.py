@@ -73,7 +73,7 @@ def _make_thumbnail(original: Path, thumb: Path) -> Path | None:
             thumb.parent.mkdir(parents=True, exist_ok=True)
             partial = thumb.with_suffix(".part")
             image.save(partial, "WEBP", quality=80, method=4)
-    except (UnidentifiedImageError, OSError):
-        return None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+        return None  # not an image Pillow can read: no thumbnail (the page shows none)
     partial.replace(thumb)  # whole or absent: a crash mid-write leaves no broken thumbnail
     return thumb

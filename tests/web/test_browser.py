@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import discord
 import pytest
 
 from tests.discord.conftest import Harness
@@ -193,5 +194,31 @@ async def test_an_expired_link_shows_only_a_way_back(site: Site, browser: WebDri
         assert browser.find_element(By.TAG_NAME, "h2").text == "This link has expired."
         assert not browser.find_elements(By.TAG_NAME, "img")
         browser.save_screenshot(str(ARTIFACTS / "phone-expired.png"))
+
+    await asyncio.to_thread(look)
+
+
+async def test_a_server_manager_sees_the_spend_by_day_and_model(
+    site: Site, browser: WebDriver
+) -> None:
+    h = site.harness
+    await make_image_job(h, h.alice, "a red fox", cost=0.25)
+    await make_image_job(h, h.bob, "a comic", model="Adel_AI/Comics-Factory-v1", cost=0.5)
+    managers = h.guild.create_role("Managers", permissions=discord.Permissions(manage_guild=True))
+    boss = h.guild.add_member(h.env.create_user("boss"), roles=[managers])
+    link = await site.link(boss)
+
+    def look() -> None:
+        browser.set_window_size(*PHONE)
+        browser.get(link)
+        browser.find_element(By.LINK_TEXT, "Spend").click()
+        wait_for(browser, lambda d: d.current_url.endswith("/spend"), "the spend page")
+        assert browser.find_element(By.TAG_NAME, "h2").text == "Spend, last 30 days: $0.75"
+        rows = browser.find_elements(By.CSS_SELECTOR, "section.spend table:last-of-type tr")
+        assert [r.text for r in rows[1:]] == [
+            "Adel_AI/Comics-Factory-v1 1 $0.5",
+            "wavymulder/portraitplus 1 $0.25",
+        ]
+        browser.save_screenshot(str(ARTIFACTS / "phone-spend.png"))
 
     await asyncio.to_thread(look)
