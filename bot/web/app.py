@@ -360,11 +360,12 @@ class _Pages:
     def error_page(
         self, status: int, message: str | None, *, hint: str | None = None, base: str | None = None
     ) -> web.Response:
-        words = {404: "There is nothing here.", 403: "This is not open to you."}
+        if status == 404:  # the same words for "no such thing" and "not yours to see"
+            message = "There is nothing here."
         values = {
             "static": f"{self.root}/static",
             "status": status,
-            "message": message if status not in (404,) else words[404],
+            "message": message or "This page cannot be shown.",
             "hint": hint,
             "base": base,
         }
