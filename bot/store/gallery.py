@@ -188,13 +188,22 @@ class GalleryRepository:
     # -- pages ---------------------------------------------------------------------------------
 
     async def jobs(self, query: GalleryQuery) -> list[Job]:
-        """Succeeded jobs with their outputs, newest first."""
+        """Succeeded jobs with their outputs, newest first (the order of the jobs_by_guild
+        index, so a page reads only its own rows)."""
         where, params = _filter(query)
         if query.before is not None:
-            where += " AND id < ?"
-            params.append(query.before)
+            async with self._conn.execute(
+                "SELECT created_at FROM jobs WHERE id = ?", (query.before,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return []
+            # A range on created_at (the index), then ties broken by id.
+            where += " AND created_at <= ? AND NOT (created_at = ? AND id >= ?)"
+            params.extend([row[0], row[0], query.before])
         async with self._conn.execute(
-            f"SELECT * FROM jobs WHERE {where} ORDER BY id DESC LIMIT ?", (*params, query.limit)
+            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, query.limit),
         ) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]

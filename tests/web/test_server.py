@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -121,3 +123,20 @@ async def test_a_page_that_does_not_exist_is_a_plain_404(site: Site) -> None:
     assert page.status == 404
     assert "There is nothing here." in page.text
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+async def test_pages_follow_each_other_without_gaps_or_repeats(site: Site) -> None:
+    h = site.harness
+    made = [
+        await make_image_job(h, h.alice, f"cat {n}", created_at=1000.0 + n // 10) for n in range(30)
+    ]
+    link = await site.link(h.alice)
+    seen: list[int] = []
+    url = link
+    while url:
+        page = await site.get(url)
+        seen += [int(n) for n in re.findall(r'data-job="(\d+)"', page.text)]
+        more = re.search(r'data-next="([^"]+)"', page.text)
+        url = html.unescape(more.group(1)) if more else ""
+    expected = sorted(made, key=lambda j: (j.created_at, j.id), reverse=True)
+    assert seen == [j.id for j in expected]
