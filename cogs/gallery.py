@@ -35,6 +35,8 @@ LINK_LIFETIME = 24 * 3600.0
 class Gallery(commands.Cog):
     def __init__(self, bot: WiroBot) -> None:
         self.bot = bot
+        #: Names already stored, so a burst of interactions is not a burst of writes.
+        self._names: dict[tuple[int, int], str] = {}
 
     @app_commands.command(name="gallery", description="A private link to this server's images")
     @app_commands.guild_only()
@@ -79,13 +81,18 @@ class Gallery(commands.Cog):
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         self.bot.runtime.metrics.interaction(_kind(interaction))
         user = interaction.user
-        if interaction.guild_id is not None and isinstance(user, discord.Member):
-            try:
-                await self.bot.runtime.store.gallery.remember_name(
-                    interaction.guild_id, user.id, user.display_name
-                )
-            except Exception:  # a name is a nicety: never let it break an interaction
-                log.warning("could not store the name of member %s", user.id, exc_info=True)
+        if interaction.guild_id is None or not isinstance(user, discord.Member):
+            return
+        key, name = (interaction.guild_id, user.id), user.display_name
+        if self._names.get(key) == name:
+            return
+        if len(self._names) > 50_000:
+            self._names.clear()
+        self._names[key] = name
+        try:
+            await self.bot.runtime.store.gallery.remember_name(*key, name)
+        except Exception:  # a name is a nicety: never let it break an interaction
+            log.warning("could not store the name of member %s", user.id, exc_info=True)
 
 
 def _kind(interaction: discord.Interaction[Any]) -> str:
