@@ -287,9 +287,11 @@ class StatusUpdater:
             if gone:
                 message = await self._channel(target).send(embed=embed)
                 result_id = message.id
+        posted_at = time.time()
         await self._bot.runtime.store.jobs.update(
-            job.id, result_message_id=result_id, posted_at=time.time()
+            job.id, result_message_id=result_id, posted_at=posted_at
         )
+        self._bot.runtime.metrics.job_posted(posted_at - job.created_at)
         await self._forget_expired_tokens()
 
     async def _forget_expired_tokens(self) -> None:

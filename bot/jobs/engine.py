@@ -28,6 +28,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from socket import gethostname
@@ -47,7 +48,7 @@ from bot.jobs.budget import Budgets
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
 from bot.jobs.events import EventBus, Subscription
-from bot.jobs.follow import SocketWatcher
+from bot.jobs.follow import PollingOnly, SocketWatcher
 from bot.jobs.following import Follower
 from bot.jobs.gate import WiroGate
 from bot.jobs.job import Job, JobState
@@ -92,6 +93,7 @@ class JobEngine:
         watcher: TaskWatcher | None = None,
         socket: WiroSocket | None = None,
         rng: random.Random | None = None,
+        on_follow: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -119,8 +121,12 @@ class JobEngine:
             rng=self._rng,
         )
         # The socket first when there is one; polling is its fallback.
+        # `on_follow` hears "socket" or "polling" as each job is followed (for the metrics).
+        fallback: TaskWatcher = polling if on_follow is None else PollingOnly(polling, on_follow)
         self._watcher: TaskWatcher = watcher or (
-            SocketWatcher(socket, polling) if socket is not None else polling
+            SocketWatcher(socket, polling, on_follow=on_follow)
+            if socket is not None
+            else fallback
         )
         self._closing = False
         self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")

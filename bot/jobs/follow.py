@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from bot.jobs.job import Job
 from bot.jobs.watch import OnUpdate, PollingWatcher
@@ -39,15 +40,19 @@ class SocketWatcher:
         *,
         resumed_after: float = 15.0,
         quiet_after: float = 10.0,
+        on_follow: Callable[[str], None] | None = None,
     ) -> None:
         self._socket = socket
         self._polling = polling
+        #: Told "socket" or "polling" each time a job is followed one way (for the metrics).
+        self._on_follow = on_follow or _ignore
         self._resumed_after = resumed_after
         self._quiet_after = quiet_after
 
     async def watch(self, job: Job, on_update: OnUpdate) -> Task:
         assert job.task_id is not None
         if not job.task_token or not self._socket.available:
+            self._on_follow("polling")
             return await self._polling.watch(job, on_update)
         submitted = job.submitted_at or time.time()
         if time.time() - submitted > self._resumed_after:
@@ -65,6 +70,7 @@ class SocketWatcher:
             looked.append(task)
             return task.is_terminal
 
+        self._on_follow("socket")
         try:
             end = await self._socket.follow(
                 job.task_token,
@@ -74,6 +80,7 @@ class SocketWatcher:
             )
         except SocketLost as exc:
             log.info("job %s: following task %s by polling: %s", job.id, job.task_id, exc)
+            self._on_follow("polling")
             return await self._polling.watch(job, on_update, look_now=True)
         if end is None:
             await on_update(looked[-1])
@@ -133,3 +140,19 @@ class _SocketView:
                 reported_progress=self._progress,
             )
         )
+
+
+class PollingOnly:
+    """A `TaskWatcher` that polls (the socket is off), telling `on_follow` so."""
+
+    def __init__(self, polling: PollingWatcher, on_follow: Callable[[str], None]) -> None:
+        self._polling = polling
+        self._on_follow = on_follow
+
+    async def watch(self, job: Job, on_update: OnUpdate) -> Task:
+        self._on_follow("polling")
+        return await self._polling.watch(job, on_update)
+
+
+def _ignore(mode: str) -> None:
+    pass

@@ -9,6 +9,7 @@ import aiosqlite
 
 from bot.store.batch import WriteBatcher
 from bot.store.database import connect
+from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
 from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
 from bot.store.spend import SpendRepository
@@ -27,6 +28,7 @@ class Store:
         self.guilds = GuildRepository(conn)
         self.tools = ToolDetailCache(conn)
         self.spend = SpendRepository(conn)
+        self.gallery = GalleryRepository(conn)
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:

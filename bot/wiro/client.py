@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ DEFAULT_BASE_URL = "https://api.wiro.ai/v1"
 
 #: How a retry waits; injectable so tests need not sleep.
 Sleep = Callable[[float], Awaitable[None]]
+#: Told of every HTTP attempt: (endpoint path, "ok" or what went wrong, seconds).
+CallObserver = Callable[[str, str, float], None]
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -136,8 +139,10 @@ class WiroClient:
         retry: RetryPolicy = RetryPolicy(),
         request_timeout: float = 30.0,
         sleep: Sleep = asyncio.sleep,
+        observer: CallObserver | None = None,
     ) -> None:
         self._session = session
+        self._observer = observer
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
         self._retry = retry
@@ -306,8 +311,28 @@ class WiroClient:
     ) -> dict[str, Any]:
         payload = json.dumps(body)
         return await self._retrying(
-            lambda: self._post(path, payload, what=what), idempotent=idempotent, label=path
+            lambda: self._observed(path, payload, what=what), idempotent=idempotent, label=path
         )
+
+    async def _observed(self, path: str, payload: str, *, what: str) -> dict[str, Any]:
+        """One POST, told to the observer (metrics): endpoint, outcome, seconds."""
+        if self._observer is None:
+            return await self._post(path, payload, what=what)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return await self._post(path, payload, what=what)
+        except WiroAPIError as exc:
+            if exc.status == 429:
+                outcome = "429"
+            else:
+                outcome = f"code_{exc.code}" if exc.code else type(exc).__name__
+            raise
+        except WiroError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            self._observer(path, outcome, time.monotonic() - started)
 
     async def _retrying(
         self, attempt: Callable[[], Awaitable[_T]], *, idempotent: bool, label: str

@@ -267,6 +267,8 @@ def discord_settings(tmp_path: Path, wiro: WiroStandIn) -> Settings:
         },
         database={"path": tmp_path / "wirobot.db"},
         jobs={"poll_min_interval": 0.02, "poll_max_interval": 0.1},
+        # No web server unless a test starts one (on a free port): see tests/web/.
+        web={"port": 0},
     )
 
 
