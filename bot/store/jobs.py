@@ -462,7 +462,9 @@ def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
     """Inputs as an input set stores them: compact JSON, the prompt and seed as null
     placeholders (their columns hold them), so jobs with the same options share one set."""
     placed = {
-        k: None if (k == "prompt" and v == prompt) or (k == "seed" and v == seed) else v
+        k: None
+        if (k == "prompt" and v == prompt) or (k == "seed" and type(v) is int and v == seed)
+        else v
         for k, v in inputs.items()
     }
     return json.dumps(placed, separators=(",", ":"))

@@ -17,10 +17,12 @@ ALTER TABLE jobs ADD COLUMN inputs_set INTEGER REFERENCES input_sets (id);
 
 -- (Every SET expression below reads the row as it was before the UPDATE.)
 INSERT OR IGNORE INTO input_sets (inputs)
-    SELECT CASE WHEN json_extract(inputs, '$.seed') IS seed
+    SELECT CASE WHEN json_type(inputs, '$.seed') = 'integer'
+                      AND json_extract(inputs, '$.seed') = seed
                 THEN json_set(placed, '$.seed', json('null')) ELSE placed END
     FROM (SELECT id, inputs, seed,
-                 CASE WHEN json_extract(inputs, '$.prompt') IS prompt
+                 CASE WHEN json_type(inputs, '$.prompt') = 'text'
+                           AND json_extract(inputs, '$.prompt') = prompt
                       THEN json_set(inputs, '$.prompt', json('null')) ELSE json(inputs) END
                  AS placed
           FROM jobs)
@@ -29,13 +31,16 @@ UPDATE jobs SET
     inputs = '',
     inputs_set = (
         SELECT input_sets.id FROM input_sets WHERE input_sets.inputs =
-            CASE WHEN json_extract(jobs.inputs, '$.seed') IS jobs.seed
+            CASE WHEN json_type(jobs.inputs, '$.seed') = 'integer'
+                      AND json_extract(jobs.inputs, '$.seed') = jobs.seed
                  THEN json_set(
-                     CASE WHEN json_extract(jobs.inputs, '$.prompt') IS jobs.prompt
+                     CASE WHEN json_type(jobs.inputs, '$.prompt') = 'text'
+                               AND json_extract(jobs.inputs, '$.prompt') = jobs.prompt
                           THEN json_set(jobs.inputs, '$.prompt', json('null'))
                           ELSE json(jobs.inputs) END,
                      '$.seed', json('null'))
-                 ELSE CASE WHEN json_extract(jobs.inputs, '$.prompt') IS jobs.prompt
+                 ELSE CASE WHEN json_type(jobs.inputs, '$.prompt') = 'text'
+                               AND json_extract(jobs.inputs, '$.prompt') = jobs.prompt
                            THEN json_set(jobs.inputs, '$.prompt', json('null'))
                            ELSE json(jobs.inputs) END
             END);
