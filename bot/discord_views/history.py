@@ -42,8 +42,8 @@ PAGE_SIZE = 10
 #: Longest search that still fits a custom_id (100 characters) with everything else.
 MAX_SEARCH = 40
 _MAX_PAGE = 9999
-#: Counting stops here: beyond it the footer says "more than", and no page pays for
-#: counting a whole large server.
+#: Counting stops here (the footer then says "1000+ jobs"): no page pays for counting a
+#: whole large server.
 COUNT_CAP = 1000
 #: How a job whose images retention removed is marked.
 EXPIRED = "images expired"
