@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.discord_views.history import COUNT_CAP, FILTERED_COUNT_CAP
 from bot.store import HistoryQuery, Store
 from bot.store.database import migrations
 
@@ -340,8 +341,10 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
     )
 
     async def page(query: HistoryQuery) -> None:
+        # As /history does it: the page, and a count that stops at the view's cap.
         await j.history(query)
-        await j.count_history(query, cap=1000)
+        filtered = query.search or query.model
+        await j.count_history(query, cap=FILTERED_COUNT_CAP if filtered else COUNT_CAP)
 
     for name, make in {
         "/history mine, page 1 + count": lambda i: page(

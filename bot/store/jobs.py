@@ -505,17 +505,18 @@ def _history_sql(
     params: list[Any] = []
     source, key = "jobs", "jobs.id"
     words = _WORD.findall(query.search.lower()) if query.search else []
-    model = model_token(query.model) if query.model else None
+    # A model filter's word is per server: "g<guild>m<model>".
+    model = model_token(query.model) if query.model and query.guild_id is not None else None
     if fts and (words or model):
         source = "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid"
         key = "jobs_search.rowid"
         terms = []
         if query.guild_id is not None:
-            terms.append(f"g{int(query.guild_id)}")
+            guild = f"g{int(query.guild_id)}"
+            # With a model: the server's jobs of that model, one list to read.
+            terms.append(guild + model if model else guild)
         if query.user_id is not None:
             terms.append(f"u{int(query.user_id)}")
-        if model:
-            terms.append(model)
         terms += words
         clauses.append("jobs_search MATCH ?")
         params.append(" AND ".join(f'"{term}"' for term in terms))
@@ -552,8 +553,9 @@ def _history_sql(
 
 
 def model_token(slug: str) -> str | None:
-    """A model's word in the search index, as migration 0002's triggers write it: "m" and
-    the slug's letters and digits. None for a slug those triggers cannot spell."""
+    """A model's part of its word in the search index ("g<guild>m..."), as migration 0002's
+    triggers write it: "m" and the slug's letters and digits. None for a slug those
+    triggers cannot spell."""
     token = "m" + re.sub(r"[/\-_.]", "", slug.lower())
     return token if re.fullmatch(r"m[0-9a-z]+", token) else None
 
@@ -562,7 +564,9 @@ def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
     """Inputs as an input set stores them: compact JSON, the prompt and seed as null
     placeholders (their columns hold them), so jobs with the same options share one set."""
     placed = {
-        k: None if (k == "prompt" and v == prompt) or (k == "seed" and v == seed) else v
+        k: None
+        if (k == "prompt" and v == prompt) or (k == "seed" and type(v) is int and v == seed)
+        else v
         for k, v in inputs.items()
     }
     return json.dumps(placed, separators=(",", ":"))

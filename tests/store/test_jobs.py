@@ -237,6 +237,8 @@ async def test_the_model_filter_finds_that_models_jobs_only(store: Store) -> Non
     assert await found("wavymulder/portraitplus") == [portrait]
     assert await found("Adel_AI/Comics-Factory-v1", search="cat") == [comics]
     assert await found("someone/mödel+1") == [odd]
+    anywhere = HistoryQuery(model="wavymulder/portraitplus")  # the command line: every server
+    assert [j.id for j in await store.jobs.history(anywhere)] == [portrait]
 
 
 async def test_spend_all_time_and_recent(store: Store) -> None:

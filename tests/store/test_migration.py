@@ -37,6 +37,8 @@ def old_database(path: Path) -> list[dict[str, object]]:
         }
         if n == 7:  # a prompt input that differs from the column: kept as it was
             inputs["prompt"] = "something else"
+        if n == 8:  # a seed written as text: stays text
+            inputs["seed"] = str(1000 + n)
         status = "succeeded" if n % 5 else "failed"
         if n == 30:
             status = "running"

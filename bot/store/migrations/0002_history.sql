@@ -17,10 +17,12 @@ ALTER TABLE jobs ADD COLUMN inputs_set INTEGER REFERENCES input_sets (id);
 
 -- (Every SET expression below reads the row as it was before the UPDATE.)
 INSERT OR IGNORE INTO input_sets (inputs)
-    SELECT CASE WHEN json_extract(inputs, '$.seed') IS seed
+    SELECT CASE WHEN json_type(inputs, '$.seed') = 'integer'
+                      AND json_extract(inputs, '$.seed') = seed
                 THEN json_set(placed, '$.seed', json('null')) ELSE placed END
     FROM (SELECT id, inputs, seed,
-                 CASE WHEN json_extract(inputs, '$.prompt') IS prompt
+                 CASE WHEN json_type(inputs, '$.prompt') = 'text'
+                           AND json_extract(inputs, '$.prompt') = prompt
                       THEN json_set(inputs, '$.prompt', json('null')) ELSE json(inputs) END
                  AS placed
           FROM jobs)
@@ -29,13 +31,16 @@ UPDATE jobs SET
     inputs = '',
     inputs_set = (
         SELECT input_sets.id FROM input_sets WHERE input_sets.inputs =
-            CASE WHEN json_extract(jobs.inputs, '$.seed') IS jobs.seed
+            CASE WHEN json_type(jobs.inputs, '$.seed') = 'integer'
+                      AND json_extract(jobs.inputs, '$.seed') = jobs.seed
                  THEN json_set(
-                     CASE WHEN json_extract(jobs.inputs, '$.prompt') IS jobs.prompt
+                     CASE WHEN json_type(jobs.inputs, '$.prompt') = 'text'
+                               AND json_extract(jobs.inputs, '$.prompt') = jobs.prompt
                           THEN json_set(jobs.inputs, '$.prompt', json('null'))
                           ELSE json(jobs.inputs) END,
                      '$.seed', json('null'))
-                 ELSE CASE WHEN json_extract(jobs.inputs, '$.prompt') IS jobs.prompt
+                 ELSE CASE WHEN json_type(jobs.inputs, '$.prompt') = 'text'
+                               AND json_extract(jobs.inputs, '$.prompt') = jobs.prompt
                            THEN json_set(jobs.inputs, '$.prompt', json('null'))
                            ELSE json(jobs.inputs) END
             END);
@@ -125,9 +130,9 @@ CREATE INDEX outputs_on_disk ON outputs (job_id, size) WHERE path IS NOT NULL;
 
 -- Prompt search. Contentless (the text stays in jobs only) and positions-free (detail=none:
 -- whole-word search needs neither); words are stemmed (porter), so "cats" finds "cat".
--- Each job's text is its prompt then "g<guild> u<user> m<model's letters and digits>", so a
--- search or a model filter within a server or a member intersects inside the index instead
--- of reading every job of the server. Such a word in a prompt only adds candidates: the
+-- Each job's text is its prompt then "g<guild> u<user> g<guild>m<model's letters and
+-- digits>", so a search within a server or a member intersects inside the index, and a
+-- model filter reads one word's list, instead of reading every job of the server. Such a word in a prompt only adds candidates: the
 -- store's SQL conditions decide.
 CREATE VIRTUAL TABLE jobs_search USING fts5 (
     text,
@@ -139,14 +144,16 @@ CREATE TRIGGER jobs_search_insert AFTER INSERT ON jobs BEGIN
     INSERT INTO jobs_search (rowid, text) VALUES (
         new.id,
         new.prompt || ' g' || coalesce(new.guild_id, 0) || ' u' || coalesce(new.user_id, 0)
-            || ' m' || replace(replace(replace(replace(lower(new.model), '/', ''), '-', ''), '_', ''), '.', ''));
+            || ' g' || coalesce(new.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(new.model), '/', ''), '-', ''), '_', ''), '.', ''));
 END;
 
 CREATE TRIGGER jobs_search_delete AFTER DELETE ON jobs BEGIN
     INSERT INTO jobs_search (jobs_search, rowid, text) VALUES (
         'delete', old.id,
         old.prompt || ' g' || coalesce(old.guild_id, 0) || ' u' || coalesce(old.user_id, 0)
-            || ' m' || replace(replace(replace(replace(lower(old.model), '/', ''), '-', ''), '_', ''), '.', ''));
+            || ' g' || coalesce(old.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(old.model), '/', ''), '-', ''), '_', ''), '.', ''));
 END;
 
 CREATE TRIGGER jobs_search_update AFTER UPDATE OF prompt, guild_id, user_id, model ON jobs
@@ -154,15 +161,18 @@ BEGIN
     INSERT INTO jobs_search (jobs_search, rowid, text) VALUES (
         'delete', old.id,
         old.prompt || ' g' || coalesce(old.guild_id, 0) || ' u' || coalesce(old.user_id, 0)
-            || ' m' || replace(replace(replace(replace(lower(old.model), '/', ''), '-', ''), '_', ''), '.', ''));
+            || ' g' || coalesce(old.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(old.model), '/', ''), '-', ''), '_', ''), '.', ''));
     INSERT INTO jobs_search (rowid, text) VALUES (
         new.id,
         new.prompt || ' g' || coalesce(new.guild_id, 0) || ' u' || coalesce(new.user_id, 0)
-            || ' m' || replace(replace(replace(replace(lower(new.model), '/', ''), '-', ''), '_', ''), '.', ''));
+            || ' g' || coalesce(new.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(new.model), '/', ''), '-', ''), '_', ''), '.', ''));
 END;
 
 INSERT INTO jobs_search (rowid, text)
     SELECT jobs.id,
         jobs.prompt || ' g' || coalesce(jobs.guild_id, 0) || ' u' || coalesce(jobs.user_id, 0)
-            || ' m' || replace(replace(replace(replace(lower(jobs.model), '/', ''), '-', ''), '_', ''), '.', '')
+            || ' g' || coalesce(jobs.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(jobs.model), '/', ''), '-', ''), '_', ''), '.', '')
     FROM jobs;
