@@ -28,7 +28,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from socket import gethostname
@@ -47,7 +47,7 @@ from bot.jobs.book import JobBook
 from bot.jobs.budget import Budgets
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
-from bot.jobs.events import EventBus, Subscription
+from bot.jobs.events import EventBus, EventKind, Subscription
 from bot.jobs.follow import PollingOnly, SocketWatcher
 from bot.jobs.following import Follower
 from bot.jobs.gate import WiroGate
@@ -199,8 +199,10 @@ class JobEngine:
 
     # -- asking --------------------------------------------------------------------------------
 
-    def subscribe(self, job_ids: list[int] | None = None) -> Subscription:
-        return self.events.subscribe(job_ids)
+    def subscribe(
+        self, job_ids: list[int] | None = None, kinds: Collection[EventKind] | None = None
+    ) -> Subscription:
+        return self.events.subscribe(job_ids, kinds)
 
     async def get(self, job_id: int) -> Job | None:
         job = self._book.jobs.get(job_id)
