@@ -126,7 +126,9 @@ class Submitter:
         except (WiroConnectionError, InvalidResponse) as exc:
             gate.not_answered(probe)
             if isinstance(exc, WiroConnectionError) and not exc.reached:
-                await self._requeue(job)  # it certainly never reached Wiro
+                # It certainly never reached Wiro (the client already tried again): Wiro is
+                # down, and the person hears so now rather than wait without end.
+                await book.finish(job, JobState.FAILED, error=str(exc), kind=error_kind(exc))
                 return
             log.warning(
                 "job %s: the answer to its Run was lost (%s); looking for its task", job.id, exc
