@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -38,6 +37,7 @@ _UPDATABLE = frozenset(
 )
 
 _FINAL = tuple(state.value for state in FINAL_STATES)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,41 +71,33 @@ class JobRepository:
         self._conn = conn
         self._write_lock = asyncio.Lock()
 
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """One write transaction, the write lock taken first (BEGIN IMMEDIATE), rolled back on
-        error. With several processes on one file, a deferred transaction that reads and then
-        writes can fail for good with "database is locked" (its WAL snapshot went stale, and
-        busy_timeout does not help); and a failed one left open would block every later write."""
+    async def _write(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one write and commit it; roll back on error. Writes of this connection take
+        turns (a rollback must not undo another coroutine's write). With several processes
+        on one file, "database is locked" can come at once, busy_timeout unused (a read of
+        this connection holds a stale snapshot); it passes, so the write is tried again. A
+        failed write left open would block every later one."""
         async with self._write_lock:
-            if self._conn.in_transaction:  # another repository's write is open: join it
-                yield
-                return
-            await self._begin_immediate()
-            try:
-                yield
-            except BaseException:
-                await self._conn.rollback()
-                raise
-            await self._conn.commit()
-
-    async def _begin_immediate(self) -> None:
-        # While another coroutine reads through this connection, its read snapshot can make
-        # BEGIN IMMEDIATE fail at once with "database is locked" (busy_timeout is not used
-        # then): that passes as soon as the read ends, so try again shortly.
-        for attempt in range(60):
-            try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 59:
+            for attempt in range(60):
+                try:
+                    result = await work()
+                    await self._conn.commit()
+                    return result
+                except sqlite3.OperationalError as exc:
+                    await self._conn.rollback()
+                    if "locked" not in str(exc) or attempt == 59:
+                        raise
+                except BaseException:
+                    await self._conn.rollback()
                     raise
                 await asyncio.sleep(min(0.005 * 2**attempt, 0.25))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def create(self, new: NewJob) -> Job:
         r = new.requester
-        async with self._writing():
-            cursor = await self._conn.execute(
+
+        async def insert() -> aiosqlite.Cursor:
+            return await self._conn.execute(
                 "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
                 " seed, status, created_at, owner, lease_until)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -124,6 +116,8 @@ class JobRepository:
                     new.lease_until,
                 ),
             )
+
+        cursor = await self._write(insert)
         job_id = cursor.lastrowid
         assert job_id is not None
         return Job(
@@ -143,8 +137,7 @@ class JobRepository:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if not fields:
             return
-        async with self._writing():
-            await self._update(job_id, fields)
+        await self._write(lambda: self._update(job_id, fields))
 
     async def _update(self, job_id: int, fields: dict[str, Any]) -> None:
         values = [_to_sql(v) for v in fields.values()]
@@ -153,11 +146,12 @@ class JobRepository:
 
     async def claim_status(self, job_id: int, expected: JobState, new: JobState) -> bool:
         """Move a job from `expected` to `new` only if it is still there (compare-and-set)."""
-        async with self._writing():
-            cursor = await self._conn.execute(
+        cursor = await self._write(
+            lambda: self._conn.execute(
                 "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
                 (new.value, job_id, expected.value),
             )
+        )
         return cursor.rowcount == 1
 
     # -- claims: one job, one owner ---------------------------------------------------------
@@ -165,13 +159,14 @@ class JobRepository:
     async def claim(self, job_id: int, owner: str, *, now: float, until: float) -> bool:
         """Take an unfinished job for `owner` if nobody holds it (or its lease has passed)."""
         placeholders = ", ".join("?" for _ in _FINAL)
-        async with self._writing():
-            cursor = await self._conn.execute(
+        cursor = await self._write(
+            lambda: self._conn.execute(
                 "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
                 f" AND status NOT IN ({placeholders})"
                 " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
                 (owner, until, job_id, *_FINAL, owner, now),
             )
+        )
         return cursor.rowcount == 1
 
     async def claim_run(
@@ -180,36 +175,41 @@ class JobRepository:
         """Mark a waiting job submitted and held by `owner`, only if it is still waiting and
         no other live process holds it (compare-and-set): the one step before a Run, so no
         job is ever Run twice."""
-        async with self._writing():
-            cursor = await self._conn.execute(
+        cursor = await self._write(
+            lambda: self._conn.execute(
                 "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?,"
                 " lease_until = ? WHERE id = ? AND status = 'waiting'"
                 " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
                 (submitted_at, owner, until, job_id, owner, submitted_at),
             )
+        )
         return cursor.rowcount == 1
 
     async def renew(self, owner: str, *, until: float) -> set[int]:
         """Extend the lease of every unfinished job `owner` holds; returns their ids."""
         placeholders = ", ".join("?" for _ in _FINAL)
-        async with self._writing(), self._conn.execute(
-            "UPDATE jobs SET lease_until = ? WHERE owner = ?"
-            f" AND status NOT IN ({placeholders}) RETURNING id",
-            (until, owner, *_FINAL),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return {int(row[0]) for row in rows}
+
+        async def update() -> set[int]:
+            async with self._conn.execute(
+                "UPDATE jobs SET lease_until = ? WHERE owner = ?"
+                f" AND status NOT IN ({placeholders}) RETURNING id",
+                (until, owner, *_FINAL),
+            ) as cursor:
+                return {int(row[0]) for row in await cursor.fetchall()}
+
+        return await self._write(update)
 
     async def release(self, owner: str) -> None:
         """Give up every unfinished job `owner` holds (a clean shutdown): another process
         may take them at once."""
         placeholders = ", ".join("?" for _ in _FINAL)
-        async with self._writing():
-            await self._conn.execute(
+        await self._write(
+            lambda: self._conn.execute(
                 "UPDATE jobs SET owner = NULL, lease_until = NULL"
                 f" WHERE owner = ? AND status NOT IN ({placeholders})",
                 (owner, *_FINAL),
             )
+        )
 
     async def unclaimed(self, *, now: float) -> list[Job]:
         """Unfinished jobs nobody holds: never claimed, released, or their lease has passed."""
@@ -333,7 +333,8 @@ class JobRepository:
             (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width, o.height)
             for o in outputs
         ]
-        async with self._writing():
+
+        async def store() -> None:
             if rows:
                 # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
                 # under load ("bad parameter or other API misuse").
@@ -343,11 +344,13 @@ class JobRepository:
                     f" url, path, width, height) VALUES {placeholders}",
                     [value for row in rows for value in row],
                 )
-            unknown = set(fields) - _UPDATABLE
-            if unknown:
-                raise ValueError(f"not updatable: {sorted(unknown)}")
             if fields:
                 await self._update(job_id, fields)
+
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        await self._write(store)
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(
