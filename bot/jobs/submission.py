@@ -196,6 +196,10 @@ class Submitter:
                 return
             await self._take(job, task.id, task.socketaccesstoken, task.status)
             return
+        if search.answered and job.cancel_requested:
+            # Asked to cancel meanwhile, and Wiro has no task for it: nothing left to stop.
+            await self._book.finish(job, JobState.CANCELLED)
+            return
         if search.answered:
             error = (
                 "Wiro's answer to this job was lost on the way, and Wiro shows no task for it, "
