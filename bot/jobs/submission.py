@@ -126,7 +126,9 @@ class Submitter:
         except (WiroConnectionError, InvalidResponse) as exc:
             gate.not_answered(probe)
             if isinstance(exc, WiroConnectionError) and not exc.reached:
-                await self._requeue(job)  # it certainly never reached Wiro
+                # It certainly never reached Wiro (the client already tried again): Wiro is
+                # down, and the person hears so now rather than wait without end.
+                await book.finish(job, JobState.FAILED, error=str(exc), kind=error_kind(exc))
                 return
             log.warning(
                 "job %s: the answer to its Run was lost (%s); looking for its task", job.id, exc
@@ -193,6 +195,10 @@ class Submitter:
                 await self._follower.complete(job, task)
                 return
             await self._take(job, task.id, task.socketaccesstoken, task.status)
+            return
+        if search.answered and job.cancel_requested:
+            # Asked to cancel meanwhile, and Wiro has no task for it: nothing left to stop.
+            await self._book.finish(job, JobState.CANCELLED)
             return
         if search.answered:
             error = (

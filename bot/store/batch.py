@@ -72,10 +72,7 @@ class WriteBatcher:
                 del self._pending[: self._max_batch]
                 units = [write.statements for write in batch]
                 try:
-                    # aiosqlite's own queue to its thread: the whole batch is one hop.
-                    outcomes: list[Written | Exception] = await self._conn._execute(  # type: ignore[no-untyped-call]
-                        _apply, self._conn._conn, units
-                    )
+                    outcomes = await self._apply_retrying(units)
                 except Exception as exc:  # the commit itself failed: nothing was stored
                     for write in batch:
                         if not write.done.done():
@@ -92,6 +89,33 @@ class WriteBatcher:
                         write.done.set_result(outcome)
         finally:
             self._flusher = None
+
+
+    async def _apply_retrying(
+        self, units: list[tuple[Statement, ...]]
+    ) -> list[Written | Exception]:
+        """One group commit. With other processes on the file, "database is locked" can come
+        at once (busy_timeout unused) while a read of this connection holds an old snapshot;
+        it passes, so the whole batch (rolled back) is tried again, for a few seconds."""
+        for attempt in range(_LOCKED_TRIES):
+            try:
+                # aiosqlite's own queue to its thread: the whole batch is one hop.
+                outcomes: list[Written | Exception] = await self._conn._execute(  # type: ignore[no-untyped-call]
+                    _apply, self._conn._conn, units
+                )
+                return outcomes
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc) or attempt == _LOCKED_TRIES - 1:
+                    raise
+            await asyncio.sleep(min(0.005 * 2**attempt, 0.25))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+_LOCKED_TRIES = 60
+
+
+def _locked(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _forget(done: asyncio.Future[Written]) -> None:
@@ -114,6 +138,8 @@ def _apply(
                 for sql, params in statements:
                     cursor = conn.execute(sql, params)
             except Exception as exc:
+                if _locked(exc):
+                    raise  # the whole batch is rolled back and tried again
                 conn.execute("ROLLBACK TO write")
                 conn.execute("RELEASE write")
                 outcomes.append(exc)

@@ -41,7 +41,9 @@ async def connect(path: Path | str) -> aiosqlite.Connection:
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 5000")
+        # Several processes (the bot and the CLI) may share the file: a busy machine can hold
+        # the write lock for seconds; waiting beats failing a job.
+        await conn.execute("PRAGMA busy_timeout = 30000")
         await migrate(conn)
     except BaseException:
         await conn.close()

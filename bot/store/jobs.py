@@ -217,24 +217,27 @@ class JobRepository:
 
     async def renew(self, owner: str, *, until: float) -> set[int]:
         """Extend the lease of every unfinished job `owner` holds; returns their ids."""
+        await self._writes.write(
+            (
+                f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+                (until, owner),
+            )
+        )
         async with self._conn.execute(
-            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}"
-            " RETURNING id",
-            (until, owner),
+            f"SELECT id FROM jobs WHERE owner = ? AND status NOT IN {_FINAL_SQL}", (owner,)
         ) as cursor:
-            rows = await cursor.fetchall()
-        await self._conn.commit()
-        return {int(row[0]) for row in rows}
+            return {int(row[0]) for row in await cursor.fetchall()}
 
     async def release(self, owner: str) -> None:
         """Give up every unfinished job `owner` holds (a clean shutdown): another process
         may take them at once."""
-        await self._conn.execute(
-            "UPDATE jobs SET owner = NULL, lease_until = NULL"
-            f" WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
-            (owner,),
+        await self._writes.write(
+            (
+                "UPDATE jobs SET owner = NULL, lease_until = NULL"
+                f" WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+                (owner,),
+            )
         )
-        await self._conn.commit()
 
     async def unclaimed(self, *, now: float) -> list[Job]:
         """Unfinished jobs nobody holds: never claimed, released, or their lease has passed."""
@@ -396,13 +399,14 @@ class JobRepository:
     async def forget_interaction_tokens(self, *, issued_before: float) -> int:
         """Drop the interaction tokens issued before a time (Discord's expire after 15
         minutes): they are secrets and most of a row's bytes. Returns how many."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET interaction_token = NULL, interaction_at = NULL"
-            " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
-            (issued_before,),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET interaction_token = NULL, interaction_at = NULL"
+                " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
+                (issued_before,),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount
+        return written.rowcount
 
     async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
         """Store a job's outputs and its final fields in one transaction."""
@@ -458,17 +462,19 @@ class JobRepository:
             return
         keys = [value for f in files for value in (f.job_id, f.position)]
         pairs = ", ".join(["(?, ?)"] * len(files))
-        await self._conn.execute(
-            f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})", keys
-        )
         job_ids = sorted({f.job_id for f in files})
-        await self._conn.execute(
-            "UPDATE jobs SET outputs_expired_at = ?"
-            f" WHERE id IN ({', '.join('?' for _ in job_ids)}) AND NOT EXISTS"
-            " (SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND path IS NOT NULL)",
-            (at, *job_ids),
+        await self._writes.write(
+            (
+                f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})",
+                keys,
+            ),
+            (
+                "UPDATE jobs SET outputs_expired_at = ?"
+                f" WHERE id IN ({', '.join('?' for _ in job_ids)}) AND NOT EXISTS"
+                " (SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND path IS NOT NULL)",
+                (at, *job_ids),
+            ),
         )
-        await self._conn.commit()
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(

@@ -32,7 +32,7 @@ async def main(db: str, base_url: str, key: str, secret: str, outputs: str, expe
         max_concurrent=4,
         max_concurrent_per_guild=4,
         max_concurrent_per_user=4,
-        claim_lease_seconds=1.5,
+        claim_lease_seconds=10,  # a loaded test machine may stall a process for seconds
     )
     async with aiohttp.ClientSession() as session, await Store.open(db) as store:
         client = WiroClient(

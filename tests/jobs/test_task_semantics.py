@@ -267,3 +267,19 @@ async def test_a_short_deadline_is_worded_in_seconds(
         job = await engine.submit(request())
         done = await finished(events, job.id)
     assert done.error == "Wiro did not finish within 0.3 seconds, so the job was stopped."
+
+
+async def test_a_job_cancelled_while_its_lost_run_is_looked_for_ends_cancelled(
+    make_engine: EngineFactory, wiro: WiroStandIn, store: Store
+) -> None:
+    now = time.time()
+    job = await store.jobs.create(
+        NewJob(MODEL, "p", {"prompt": "p", "seed": 1}, 1, ALICE, now, JobState.SUBMITTED)
+    )
+    await store.jobs.update(job.id, submitted_at=now, cancel_requested=True)
+    engine = await make_engine()
+    with engine.subscribe([job.id]) as events:
+        shown = await engine.get(job.id)
+        done = shown if shown and shown.status.is_final else await finished(events, job.id)
+    assert done.status is JobState.CANCELLED
+    assert wiro.calls["run"] == 0
