@@ -154,6 +154,11 @@ class WiroClient:
         self._sleep = sleep
         # After a 429 with Retry-After, no call at all goes before this (loop time).
         self._quiet_until = 0.0
+        # No more requests in flight than the session has connections: a request is signed
+        # when it is built, so one that then waited for a connection would reach Wiro with
+        # a stale nonce, behind later ones (Wiro refuses replays).
+        limit = getattr(session.connector, "limit", 0) or 100
+        self._in_flight = asyncio.Semaphore(limit)
 
     @property
     def base_url(self) -> str:
@@ -266,13 +271,14 @@ class WiroClient:
 
     async def download(self, url: str, *, max_bytes: int = 25 * 1024 * 1024) -> Download:
         """Fetch an output image (no credentials are sent). Raises `DownloadError`."""
-        return await self._retrying(
-            lambda: fetch_image(
-                self._session, url, max_bytes=max_bytes, request_timeout=self._request_timeout
-            ),
-            idempotent=True,
-            label="download",
-        )
+
+        async def fetch() -> Download:
+            async with self._in_flight:  # a download holds a connection too
+                return await fetch_image(
+                    self._session, url, max_bytes=max_bytes, request_timeout=self._request_timeout
+                )
+
+        return await self._retrying(fetch, idempotent=True, label="download")
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -387,15 +393,16 @@ class WiroClient:
             # Wiro asked for a pause (429 Retry-After): it holds for every call, not just
             # the one that was told.
             await self._sleep(quiet)
-        headers = self._credentials.headers()
-        headers["Content-Type"] = "application/json"
         try:
-            async with self._session.post(
-                url, data=payload.encode(), headers=headers, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                raw = await resp.read()
+            async with self._in_flight:
+                headers = self._credentials.headers()  # signed now: a connection is free
+                headers["Content-Type"] = "application/json"
+                async with self._session.post(
+                    url, data=payload.encode(), headers=headers, timeout=self._timeout
+                ) as resp:
+                    status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    raw = await resp.read()
         except aiohttp.InvalidURL:
             raise WiroError(f"The Wiro address is not a valid URL: {self._base_url}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
