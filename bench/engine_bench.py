@@ -43,6 +43,7 @@ from bot.jobs.job import JobState, Requester
 from bot.settings import JobSettings
 from bot.store import Store
 from bot.wiro import Credentials, WiroClient
+from bot.wiro.socket import WiroSocket
 from tests.wiro_standin import WiroStandIn
 
 MODEL = "ArsMachina/Ars-Niji-Style-v1"
@@ -63,6 +64,7 @@ async def standin(
 
             info = {
                 "base_url": wiro.base_url,
+                "socket_url": wiro.socket_url,
                 "api_key": wiro.api_key,
                 "api_secret": wiro.api_secret,
             }
@@ -109,7 +111,9 @@ async def measure_lag(samples: list[float], stop: asyncio.Event, every: float = 
         samples.append(loop.time() - before - every)
 
 
-async def bench(jobs: int, seconds: float, jitter: float, same_process: bool) -> dict[str, Any]:
+async def bench(
+    jobs: int, seconds: float, jitter: float, same_process: bool, use_socket: bool
+) -> dict[str, Any]:
     async with standin(seconds, jitter, same_process) as (wiro, wiro_stats):
         with tempfile.TemporaryDirectory() as folder:
             async with (
@@ -121,8 +125,11 @@ async def bench(jobs: int, seconds: float, jitter: float, same_process: bool) ->
                     Credentials(wiro["api_key"], wiro["api_secret"]),
                     base_url=wiro["base_url"],
                 )
+                # The product's default: Wiro's socket first, polling as the fallback.
+                socket = WiroSocket(wiro["socket_url"]) if use_socket else None
                 engine = JobEngine(
                     client=client,
+                    socket=socket,
                     store=store,
                     catalog=Catalog.from_seeds(),
                     settings=JobSettings(
@@ -170,6 +177,8 @@ async def bench(jobs: int, seconds: float, jitter: float, same_process: bool) ->
                 await lag_task
                 finals = [await store.jobs.get(job.id) for job in submitted]
                 await engine.close()
+                if socket is not None:
+                    await socket.close()
         counts = await wiro_stats()
 
     delays = []
@@ -203,10 +212,18 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="task duration at Wiro")
     parser.add_argument("--jitter", type=float, default=1.0, help="± seconds per task")
     parser.add_argument("--same-process", action="store_true", help="stand-in on this loop")
+    parser.add_argument(
+        "--polling", action="store_true", help="socket off: follow tasks by polling only"
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    result = asyncio.run(bench(args.jobs, args.seconds, args.jitter, args.same_process))
+    result = asyncio.run(
+        bench(args.jobs, args.seconds, args.jitter, args.same_process, not args.polling)
+    )
     where = "this event loop" if args.same_process else "a child process"
+    print(
+        f"following                {'polling only' if args.polling else 'socket, polling fallback'}"
+    )
     print(f"machine                  {os.cpu_count()} CPUs, load average {load:.2f} before the run")
     print(f"stand-in                 {where}")
     print(f"jobs                     {result['jobs']} ({result['succeeded']} succeeded)")
