@@ -4,7 +4,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    WIROBOT_DATABASE__PATH=/data/wirobot.db
+    WIROBOT_DATABASE__PATH=/data/wirobot.db \
+    WIROBOT_WEB__HOST=0.0.0.0 \
+    WIROBOT_WEB__PORT=8080
 
 # A user of its own; /data (the database and images, a volume) and /work (the working folder,
 # where `wirobot imagine` writes ./out) belong to it.
@@ -29,4 +31,8 @@ RUN pip install --no-deps . && rm -rf build *.egg-info
 USER wirobot
 WORKDIR /work
 VOLUME ["/data"]
+EXPOSE 8080
+# 200 from /healthz: connected to Discord, the database answers, the event loop runs.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('WIROBOT_WEB__PORT', '8080'), timeout=4)"]
 ENTRYPOINT ["python", "-m", "bot"]

@@ -46,7 +46,12 @@ async def serve(seconds: float, jitter: float) -> None:
         jittered(wiro, seconds, jitter)
         print(
             json.dumps(
-                {"base_url": wiro.base_url, "api_key": wiro.api_key, "api_secret": wiro.api_secret}
+                {
+                    "base_url": wiro.base_url,
+                    "socket_url": wiro.socket_url,
+                    "api_key": wiro.api_key,
+                    "api_secret": wiro.api_secret,
+                }
             ),
             flush=True,
         )

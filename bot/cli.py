@@ -31,6 +31,7 @@ from bot.catalog.validation import InvalidInput, describe_allowed
 from bot.jobs.engine import JobEngine, JobRefused, JobRequest
 from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import Job, JobState, Requester
+from bot.jobs.outputs import output_file_name
 from bot.jobs.usage import PERIODS, period_start, period_words
 from bot.logs import setup_logging
 from bot.money import usd
@@ -397,7 +398,7 @@ async def _follow(
 def _describe(job: Job) -> str:
     match job.status:
         case JobState.CREATED | JobState.WAITING:
-            return "waiting for a free slot"
+            return f"waiting: {job.waiting_for}" if job.waiting_for else "waiting for a free slot"
         case JobState.SUBMITTED:
             return "sending to Wiro"
         case JobState.QUEUED:
@@ -437,15 +438,6 @@ def _report(job: Job, out_dir: Path, display: _Display) -> int:
             continue
         display.say(f"wrote {target}")
     return EXIT_OK
-
-
-def output_file_name(job: Job, index: int, suffix: str) -> str:
-    """`12-portraitplus-seed1234-1.png`: the job, the model, the seed, which image."""
-    model = _UNSAFE_NAME.sub("_", job.model.rsplit("/", 1)[-1]) or "model"
-    return f"{job.id}-{model}-seed{job.seed}-{index}{suffix or '.png'}"
-
-
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 # -- history, models, check ----------------------------------------------------------------

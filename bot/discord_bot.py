@@ -20,6 +20,9 @@ from bot.discord_views.errors import report_failure
 from bot.discord_views.updater import StatusUpdater
 from bot.runtime import Runtime, check_storage, open_runtime
 from bot.settings import Settings
+from bot.web.access import visible_now
+from bot.web.app import WebContext
+from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,14 @@ discord.VoiceClient.warn_nacl = False
 discord.VoiceClient.warn_dave = False
 
 #: Extensions loaded at start, one cog a module.
-EXTENSIONS = ("cogs.imagine", "cogs.history", "cogs.models", "cogs.settings", "cogs.usage")
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.history",
+    "cogs.models",
+    "cogs.settings",
+    "cogs.usage",
+    "cogs.gallery",
+)
 
 
 class WiroBot(commands.AutoShardedBot):
@@ -61,6 +71,8 @@ class WiroBot(commands.AutoShardedBot):
         self._owned = AsyncExitStack()
         self.updater = StatusUpdater(self, settings.discord.status_edit_interval)
         self.tree.error(self._command_failed)
+        #: The web server (health, metrics, gallery); None when web.port is 0.
+        self.web: WebServer | None = None
 
     @property
     def runtime(self) -> Runtime:
@@ -71,11 +83,14 @@ class WiroBot(commands.AutoShardedBot):
     async def setup_hook(self) -> None:
         if self._runtime is None:
             self._runtime = await self._owned.enter_async_context(open_runtime(self.settings))
+        self.runtime.metrics.set_gateway_latency(lambda: self.latency)
         for item in all_buttons():
             self.add_dynamic_items(item)
         self.add_listener(remix_submitted, "on_interaction")
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
+        if self.settings.web.port:
+            await self.start_web(self.settings.web.port)
         await self.sync_commands()
         await self.updater.resume()
 
@@ -86,6 +101,39 @@ class WiroBot(commands.AutoShardedBot):
         command = interaction.command
         name = f"/{command.qualified_name}" if command is not None else "a command"
         await report_failure(interaction, error, name)
+    async def web_context(self) -> WebContext:
+        runtime = self.runtime
+        imagine = self.tree.get_command("imagine")
+        options = getattr(imagine, "parameters", [])
+        return WebContext(
+            store=runtime.store,
+            catalog=runtime.catalog,
+            metrics=runtime.metrics,
+            outputs_dir=self.settings.database.outputs_path,
+            signing_key=await runtime.store.gallery.signing_key(),
+            public_url=self.settings.web.public_url or "",
+            discord_connected=self.discord_connected,
+            guild_name=lambda guild_id: getattr(self.get_guild(guild_id), "name", None),
+            visible_now=lambda grant: visible_now(self, grant),
+            imagine_options=frozenset(p.name for p in options),
+        )
+
+    async def start_web(self, port: int) -> None:
+        """Serve health, metrics and the gallery on web.host:`port` (0: any free port)."""
+        server = WebServer(await self.web_context(), host=self.settings.web.host, port=port)
+        await server.start()
+        self._owned.push_async_callback(server.stop)
+        self.web = server
+
+    def discord_connected(self) -> bool:
+        """Ready, and every shard this process runs has its gateway socket open."""
+        if not self.is_ready() or self.is_closed():
+            return False
+        shards = self.shards.values()  # auto-sharded: the sockets are the shards'
+        if shards:
+            return all(not shard.is_closed() for shard in shards)
+        ws = self.ws
+        return ws is not None and bool(ws.open)
 
     async def sync_commands(self) -> None:
         """To the configured guilds at once when set (global sync can take an hour)."""

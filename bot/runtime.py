@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +18,7 @@ import asyncpg
 from bot.catalog.catalog import Catalog
 from bot.jobs.engine import JobEngine
 from bot.jobs.retention import Retention
+from bot.metrics import Metrics
 from bot.settings import ConfigError, Settings
 from bot.store import Store
 from bot.wiro.auth import Credentials
@@ -34,6 +36,7 @@ class Runtime:
     catalog: Catalog
     client: WiroClient
     engine: JobEngine
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def build_socket(settings: Settings) -> WiroSocket | None:
@@ -47,7 +50,9 @@ def build_socket(settings: Settings) -> WiroSocket | None:
     )
 
 
-def build_client(settings: Settings, session: aiohttp.ClientSession) -> WiroClient:
+def build_client(
+    settings: Settings, session: aiohttp.ClientSession, metrics: Metrics | None = None
+) -> WiroClient:
     secret = settings.wiro.api_secret
     credentials = Credentials(
         settings.require_wiro_key().get_secret_value(),
@@ -58,6 +63,7 @@ def build_client(settings: Settings, session: aiohttp.ClientSession) -> WiroClie
         credentials,
         base_url=settings.wiro.base_url,
         request_timeout=settings.wiro.request_timeout,
+        observer=metrics.wiro_call if metrics is not None else None,
     )
 
 
@@ -80,7 +86,8 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
         session = await stack.enter_async_context(aiohttp.ClientSession())
         store = await open_store(settings)
         stack.push_async_callback(store.close)
-        client = build_client(settings, session)
+        metrics = Metrics()
+        client = build_client(settings, session, metrics)
         catalog = Catalog.from_seeds()
         if settings.models.extra:
             problems = await catalog.load_extra(settings.models.extra, client, store.tools)
@@ -102,7 +109,12 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
             settings=settings.jobs,
             outputs_dir=settings.database.outputs_path,
             default_model=settings.models.default,
+            on_follow=metrics.followed_by,
         )
+        counting = asyncio.create_task(
+            metrics.count_events(engine.subscribe()), name="wirobot-metrics"
+        )
+        stack.push_async_callback(_cancel, counting)
         if start_engine:
             await engine.start()
             stack.push_async_callback(engine.close)
@@ -115,7 +127,13 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
             retention.start()
             stack.push_async_callback(retention.close)
             await read_prices(engine)
-        yield Runtime(settings, session, store, catalog, client, engine)
+        yield Runtime(settings, session, store, catalog, client, engine, metrics)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 # -- start-up checks: one line naming the file and what to do, the file left untouched --------

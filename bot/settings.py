@@ -222,6 +222,27 @@ class JobSettings(_Section):
     detail_calls_per_second: float = Field(default=10, gt=0, le=1000)
 
 
+class WebSettings(_Section):
+    #: Where the web server (health, metrics, gallery) listens; the Docker image uses 0.0.0.0.
+    host: str = "127.0.0.1"
+    #: 0 turns the web server off.
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: How members reach the server, for the links /gallery hands out; defaults to host:port.
+    public_url: str | None = None
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/") if v is not None else None
+
+
 class LoggingSettings(_Section):
     level: str = "INFO"
     #: "text": one line per event for people; "json": one JSON object per line for collectors.
@@ -250,6 +271,7 @@ class Settings(BaseSettings):
     models: ModelSettings = Field(default_factory=ModelSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @classmethod
     def settings_customise_sources(

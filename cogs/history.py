@@ -44,7 +44,7 @@ class History(commands.Cog):
     @app_commands.describe(
         scope="Your jobs (default), or every job on this server in channels you can see",
         model="Only this model's jobs",
-        search="Only prompts containing this text",
+        search="Only prompts containing these words",
         job="Show this one job in full, with its images",
     )
     async def history(

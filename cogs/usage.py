@@ -3,6 +3,7 @@ budget alerts that go out as jobs finish."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.discord_views.spend import BalanceAlert, announce_crossings, usage_chart, usage_embed
+from bot.jobs.events import EventKind, JobEvent
 from bot.jobs.usage import period_start, period_words
 
 if TYPE_CHECKING:
@@ -33,14 +35,34 @@ class UsageCog(commands.Cog, name="Usage"):
         self.bot = bot
         #: Called by the Discord layer when the engine pauses on Wiro's code 97.
         self.balance = BalanceAlert(bot)
+        self._sending: set[asyncio.Task[None]] = set()
         self._alerts = tasks.loop(seconds=ALERT_INTERVAL)(self._look)
         self._alerts.before_loop(bot.wait_until_ready)
 
     async def cog_load(self) -> None:
         self._alerts.start()
+        pauses = (EventKind.SUBMISSIONS_PAUSED, EventKind.SUBMISSIONS_RESUMED)
+        self._stop_listening = self.bot.runtime.engine.events.listen(self._on_pause, pauses)
 
     async def cog_unload(self) -> None:
         self._alerts.cancel()
+        self._stop_listening()
+
+    def _on_pause(self, event: JobEvent) -> None:
+        """One alert when the engine pauses submissions on Wiro's code 97, none again until
+        a Run has gone through."""
+        if event.kind is EventKind.SUBMISSIONS_RESUMED:
+            self.balance.resumed()
+            return
+        task = asyncio.create_task(self._alert_paused(event.detail or ""))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _alert_paused(self, reason: str) -> None:
+        try:
+            await self.balance.paused(reason)
+        except Exception:  # the alert must not stop the next one
+            log.exception("the balance alert could not be sent")
 
     @app_commands.command(name="usage", description="What the bot's jobs cost here")
     @app_commands.guild_only()

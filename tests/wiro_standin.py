@@ -565,7 +565,7 @@ class WiroStandIn:
         *,
         title: str | None = None,
         description: str = "",
-        categories: Iterable[str] = ("model", "text-to-image"),
+        categories: Iterable[str] | str = ("model", "text-to-image"),
     ) -> None:
         """What Tool/Detail answers for `slug`: `items` become `parameters[0].items`."""
         owner, _, project = slug.partition("/")
@@ -575,7 +575,8 @@ class WiroStandIn:
             "slugproject": project,
             "title": title or project,
             "description": description,
-            "categories": list(categories),
+            # A string is sent as it is: Wiro has been seen to send a JSON string here.
+            "categories": categories if isinstance(categories, str) else list(categories),
             "parameters": [{"title": "Inputs", "items": items}],
         }
 
@@ -1092,7 +1093,7 @@ def default_tool_items() -> list[dict[str, Any]]:
 # task failed) or task_cancel. One connection may register several tasks; each message names its
 # task by `tasktoken`.
 
-SOCKET_FAULTS = frozenset({"refuse", "drop", "stall", "garble"})
+SOCKET_FAULTS = frozenset({"refuse", "drop", "stall", "garble", "mute"})
 
 #: The statuses a socket announces, in order (task_error is not among them: it is a line).
 _SOCKET_ORDER = (TaskStatus.QUEUE, *WORKING)
@@ -1144,7 +1145,8 @@ class SocketSide:
     `fail_next(fault, times=1)` spoils the next connections: "refuse" (HTTP 503 instead of the
     upgrade), "drop" (the connection is cut after the first message), "stall" (silence after
     the first message, the connection left open), "garble" (a frame that is not JSON after the
-    first message, then the task's messages as usual).
+    first message, then the task's messages as usual), "mute" (registered, then not a word:
+    what a socket that does not replay the past would do for a task that already ended).
     """
 
     #: Longest sleep between two looks at a task (hand-driven tasks change at any time).
@@ -1216,6 +1218,8 @@ class SocketSide:
     async def _stream(
         self, ws: web.WebSocketResponse, request: web.Request, task: FakeTask, fault: str | None
     ) -> None:
+        if fault == "mute":
+            return  # registered, never a word: as if the task had ended before it
         lines = progress_lines(_steps(task))
         sent_index = -1  # in _SOCKET_ORDER
         sent_lines = 0

@@ -28,7 +28,7 @@ _SEED_TYPES = {
 }
 #: Tool/Detail types the bot can fill in from a slash command.
 _TEXT_TYPES = frozenset({"text", "textarea", "string"})
-_NUMBER_TYPES = frozenset({"number", "range", "slider", "integer", "float"})
+_NUMBER_TYPES = frozenset({"number", "numeric", "range", "slider", "integer", "float"})
 _CHOICE_TYPES = frozenset({"select", "radio", "dropdown"})
 #: Categories that name a base model, most specific first.
 _BASES = (

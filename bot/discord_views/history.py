@@ -45,9 +45,10 @@ PAGE_SIZE = 10
 #: Longest search that still fits a custom_id (100 characters) with everything else.
 MAX_SEARCH = 40
 _MAX_PAGE = 9999
-#: Counting stops here: beyond it the footer says "more than", and no page pays for
-#: counting a whole large server.
+#: Counting stops here (the footer then says "1000+ jobs"): no page pays for counting a
+#: whole large server. A search or model filter reads each job it counts, so it stops sooner.
 COUNT_CAP = 1000
+FILTERED_COUNT_CAP = 200
 #: How a job whose images retention removed is marked.
 EXPIRED = "images expired"
 _PROMPT_IN_LIST = 100
@@ -115,7 +116,8 @@ async def history_page(
         found = await jobs.history(query)
         page, more = 0, len(found) > PAGE_SIZE
         found = found[:PAGE_SIZE]
-    total = await jobs.count_history(query, cap=COUNT_CAP)
+    cap = FILTERED_COUNT_CAP if request.search or request.model else COUNT_CAP
+    total = await jobs.count_history(query, cap=cap)
 
     title = "Images on this server" if request.server else "Your images on this server"
     embed = discord.Embed(title=title, colour=_COLOUR)
@@ -125,13 +127,13 @@ async def history_page(
     for job in found:
         lines.append(_entry(job, catalog.get(job.model), interaction.guild_id))
     embed.description = "\n\n".join(lines)[:4096]
-    embed.set_footer(text=f"{page_counts(page, total)} · /history job:<number> shows one")
+    embed.set_footer(text=f"{page_counts(page, total, cap)} · /history job:<number> shows one")
     return fit_embed(embed), _pager(request, page, found, more=more)
 
 
-def page_counts(page: int, total: int) -> str:
-    if total >= COUNT_CAP:
-        return f"Page {page + 1} · {COUNT_CAP}+ jobs"
+def page_counts(page: int, total: int, cap: int = COUNT_CAP) -> str:
+    if total >= cap:
+        return f"Page {page + 1} · {cap}+ jobs"
     pages = max(1, math.ceil(total / PAGE_SIZE), page + 1)
     noun = "job" if total == 1 else "jobs"
     return f"Page {page + 1} of {pages} · {total} {noun}"

@@ -143,7 +143,8 @@ def failure_words(job: Job) -> str:
         reason = _last_line(error) or "no reason given"
         return f"The model failed at Wiro. Wiro's reason: `{reason}`\nFailed tasks are not billed."
     if kind is ErrorKind.AUTH:
-        return "Wiro refused the bot's API key. The bot's owner must check its Wiro credentials."
+        said = f" {error}" if error else ""  # what exactly: unknown key, signature, IP
+        return f"Wiro refused the bot's credentials.{said} Only the bot's owner can fix this."
     if kind is ErrorKind.REJECTED:
         return f"Wiro refused these inputs: {error}" if error else "Wiro refused these inputs."
     if kind is ErrorKind.UNAVAILABLE:

@@ -1,10 +1,12 @@
 """Keeping each job's Discord message in step with the engine, and posting its result once.
 
 A ticker beats several times per `status_edit_interval` while any job is followed. Each beat
-reads the state of every followed job whose message was not edited within the last interval
-(cheap: live jobs are in memory) and edits the messages whose words changed, so a message is
-edited at most once per interval, the last state wins, the final state is always delivered,
-and a result goes out within a beat of the job's end when its message is not rate-limited.
+looks at the followed jobs that may need an edit (the engine announced a change, or the waiting
+line moved them) and whose message was not edited within the last interval, and edits the
+messages whose words changed, so a message is edited at most once per interval, the last state
+wins, the final state is always delivered, and a result goes out within a beat of the job's end
+when its message is not rate-limited. A quiet beat costs nothing per followed job; one after the
+line moved, one look at each place.
 Beats are counted rather than timed, so the ticker works the same on a virtual clock. When a
 job has ended its result (or its failure) is delivered and `posted_at` stored, so it is
 posted once, also across restarts.
@@ -31,6 +33,7 @@ from bot.catalog.spec import ModelSpec
 from bot.discord_views import images, render
 from bot.discord_views.buttons import result_view, status_view
 from bot.discord_views.launch import age_restricted
+from bot.jobs.events import Subscription
 from bot.jobs.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -67,16 +70,27 @@ class Target:
     failures: int = 0
     #: The beat at which the message was last sent or edited.
     edited_at: int = -(2**31)
+    #: The place in line the message shows (None: not waiting, or not shown).
+    place: int | None = None
 
 
 #: How often the ticker looks, at most: a result waits for at most one beat.
 BEAT = 0.25
+#: Places up to this are always shown exactly; further back a message is edited when its place
+#: moved by a tenth, so a line of thousands does not mean thousands of edits each time one starts.
+EXACT_PLACES = 10
 
 
 class StatusUpdater:
     def __init__(self, bot: WiroBot, interval: float) -> None:
         self._bot = bot
         self._targets: dict[int, Target] = {}
+        #: Followed jobs to look at, at the next beat their message may be edited.
+        self._pending: set[int] = set()
+        #: The places in line the last beat saw (the engine keeps the same dict while they hold).
+        self._places: dict[int, int] = {}
+        #: The engine's events while any job is followed: which jobs changed.
+        self._events: Subscription | None = None
         #: Beats per status_edit_interval: a message is edited at most once in that many.
         self._beats_per_edit = max(1, math.ceil(interval / BEAT - 1e-9))
         self._beat = 0
@@ -89,6 +103,7 @@ class StatusUpdater:
     async def resume(self) -> None:
         """Follow the Discord jobs the database says are unfinished or not yet posted."""
         store = self._bot.runtime.store
+        await self._forget_expired_tokens()
         for job in [*await store.jobs.unfinished(), *await store.jobs.unposted()]:
             if job.requester.source != "discord" or job.id in self._targets:
                 continue
@@ -102,6 +117,7 @@ class StatusUpdater:
             )
         if self._targets:
             log.info("following %d job(s) from before the restart", len(self._targets))
+            self._pending.update(self._targets)
             self._wake()
 
     def follow(self, job: Job, *, filesize_limit: int | None = None) -> Target:
@@ -118,11 +134,12 @@ class StatusUpdater:
         job = await self._job(target.job_id)
         if job is None:
             return
-        words = self._words(job)
+        place = self._bot.runtime.engine.queue_position(job.id)
+        words = self._words(job, place)
         try:
             message = await interaction.edit_original_response(
                 embed=render.status_embed(
-                    job, self._model(job), position=self._position(job), progress=job.progress
+                    job, self._model(job), position=place, progress=job.progress
                 ),
                 view=status_view(job.id),
             )
@@ -133,6 +150,7 @@ class StatusUpdater:
         target.token = interaction.token
         target.interaction_at = interaction.created_at.timestamp()
         target.shown = words
+        target.place = place
         await self._bot.runtime.store.jobs.update(
             job.id,
             status_message_id=message.id,
@@ -142,23 +160,74 @@ class StatusUpdater:
 
     async def stop(self) -> None:
         self._ticker.cancel()
+        self._unsubscribe()
 
     def _wake(self) -> None:
+        if self._events is None:
+            self._events = self._bot.runtime.engine.subscribe()
         if not self._ticker.is_running():
             self._ticker.start()
+
+    def _unsubscribe(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     # -- each tick -----------------------------------------------------------------------------
 
     async def _tick(self) -> None:
         self._beat += 1
         due = self._beat - self._beats_per_edit
-        targets = [t for t in self._targets.values() if t.ready and t.edited_at <= due]
-        if targets:
-            await asyncio.gather(*(self._update(t) for t in targets))
+        engine = self._bot.runtime.engine
+        # One pass over the waiting line for the whole beat, and no task for a message whose
+        # words stay the same: a beat's cost must not grow with the line times the followers.
+        if self._events is not None:
+            for event in self._events.take():
+                if event.job.id in self._targets:
+                    self._pending.add(event.job.id)
+        # Places in line once per interval: no message can show them more often.
+        places = self._places
+        if self._beat % self._beats_per_edit == 0 or not places:
+            places = engine.queue_positions()
+            if places is not self._places:
+                self._places = places
+                self._note_moves(places)
+        work = []
+        for job_id in list(self._pending):
+            target = self._targets.get(job_id)
+            if target is None:
+                self._pending.discard(job_id)
+                continue
+            if not target.ready or target.edited_at > due:
+                continue  # looked at again once its message may be edited
+            self._pending.discard(job_id)
+            live = engine.peek(job_id)
+            if live is not None and not self._worth_editing(target, live, places):
+                continue
+            work.append(self._update(target, places))
+        if work:
+            await asyncio.gather(*work)
         if not self._targets:
             self._ticker.stop()
+            self._unsubscribe()
 
-    async def _update(self, target: Target) -> None:
+    def _note_moves(self, places: dict[int, int]) -> None:
+        """The line moved: the waiting jobs whose shown place is now worth correcting."""
+        targets, pending = self._targets, self._pending
+        for job_id, place in places.items():
+            target = targets.get(job_id)
+            if target is not None and target.place != place and _worth_showing(target, place):
+                pending.add(job_id)
+
+    def _worth_editing(self, target: Target, job: Job, places: dict[int, int]) -> bool:
+        if job.status.is_final:
+            return True
+        place = places.get(job.id)
+        if self._words(job, place) == target.shown:
+            return False
+        return place is None or _worth_showing(target, place)
+
+    async def _update(self, target: Target, places: dict[int, int]) -> None:
         try:
             job = await self._job(target.job_id)
             if job is None:
@@ -169,33 +238,35 @@ class StatusUpdater:
                 await self._deliver_final(target, job)
                 self._targets.pop(target.job_id, None)
                 return
-            words = self._words(job)
+            place = places.get(job.id)
+            words = self._words(job, place)
             if words != target.shown and target.message_id is not None:
                 embed = render.status_embed(
-                    job, self._model(job), position=self._position(job), progress=job.progress
+                    job, self._model(job), position=place, progress=job.progress
                 )
                 target.edited_at = self._beat
                 if await self._edit_or_gone(target, embed=embed, view=status_view(job.id)):
                     target.shown = words
+                    target.place = place
         except Exception:
             target.failures += 1
             log.exception("job %s: could not update its Discord message", target.job_id)
             if target.failures >= MAX_FAILURES:
                 log.error("job %s: giving up on its Discord message for now", target.job_id)
                 self._targets.pop(target.job_id, None)
+            else:
+                self._pending.add(target.job_id)
 
     async def _job(self, job_id: int) -> Job | None:
         return await self._bot.runtime.engine.get(job_id)
 
-    def _words(self, job: Job) -> str:
+    @staticmethod
+    def _words(job: Job, place: int | None) -> str:
         """What the message says; it is edited only when this changes."""
-        words = render.state_words(job, self._position(job), job.progress)
+        words = render.state_words(job, place, job.progress)
         if job.status is JobState.RUNNING and job.progress is not None:
             words += "\n" + progress_text.describe(job.progress)
         return words
-
-    def _position(self, job: Job) -> int | None:
-        return self._bot.runtime.engine.queue_position(job.id)
 
     def _model(self, job: Job) -> ModelSpec | None:
         return self._bot.runtime.catalog.get(job.model)
@@ -216,9 +287,18 @@ class StatusUpdater:
             if gone:
                 message = await self._channel(target).send(embed=embed)
                 result_id = message.id
+        posted_at = time.time()
         await self._bot.runtime.store.jobs.update(
-            job.id, result_message_id=result_id, posted_at=time.time()
+            job.id, result_message_id=result_id, posted_at=posted_at
         )
+        self._bot.runtime.metrics.job_posted(posted_at - job.created_at)
+        await self._forget_expired_tokens()
+
+    async def _forget_expired_tokens(self) -> None:
+        """Expired interaction tokens are secrets of no use: the database drops them (at
+        start, and whenever a result is delivered)."""
+        issued_before = discord.utils.utcnow().timestamp() - TOKEN_LIFETIME
+        await self._bot.runtime.store.jobs.forget_interaction_tokens(issued_before=issued_before)
 
     async def _post_result(self, target: Target, job: Job) -> int:
         model = self._model(job)
@@ -320,6 +400,13 @@ class StatusUpdater:
             return target.filesize_limit
         guild = self._bot.get_guild(job.guild_id) if job.guild_id else None
         return guild.filesize_limit if guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+def _worth_showing(target: Target, place: int) -> bool:
+    """Near the front every move; far back, a move by a tenth of the place shown."""
+    if target.place is None or place <= EXACT_PLACES:
+        return True
+    return abs(target.place - place) * 10 >= target.place
 
 
 def _token_gone(exc: discord.HTTPException) -> bool:

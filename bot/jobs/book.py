@@ -39,7 +39,8 @@ class JobBook:
         self.jobs: dict[int, Job] = {}  # jobs this engine is handling, by id
         self._locks: dict[int, asyncio.Lock] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}  # submit or follow task per job
-        self.active = 0
+        self.active = 0  # jobs holding a slot: Runs in flight and tasks at Wiro
+        self.at_wiro = 0  # of which Wiro has the task (its id is known)
         self.active_by_guild: Counter[int | None] = Counter()
         self.active_by_owner: Counter[Owner] = Counter()
         #: Set whenever a slot frees or a job joins the line: the dispatcher looks again.
@@ -104,11 +105,15 @@ class JobBook:
     # -- slots -----------------------------------------------------------------------------
 
     def hold_slot(self, job: Job) -> None:
+        if job.task_id is not None:
+            self.at_wiro += 1
         self.active += 1
         self.active_by_guild[job.guild_id] += 1
         self.active_by_owner[(job.guild_id, job.user_id)] += 1
 
     def free_slot(self, job: Job) -> None:
+        if job.task_id is not None:
+            self.at_wiro -= 1
         self.active -= 1
         self.active_by_guild[job.guild_id] -= 1
         self.active_by_owner[(job.guild_id, job.user_id)] -= 1
@@ -147,6 +152,8 @@ class JobBook:
         if not changes:
             return
         await self.store.jobs.update(job.id, **changes)
+        if changes.get("task_id") is not None and job.task_id is None and job.status in ACTIVE:
+            self.at_wiro += 1
         for name, value in changes.items():
             setattr(job, name, value)
         if "status" in changes:

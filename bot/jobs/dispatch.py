@@ -53,6 +53,9 @@ class Dispatcher:
     def position(self, job_id: int) -> int | None:
         return self.line.position(job_id)
 
+    def positions(self) -> dict[int, int]:
+        return self.line.positions()
+
     def _may_start(self, job: Job) -> bool:
         book = self._book
         if book.active >= self._settings.max_concurrent:
@@ -82,6 +85,8 @@ class Dispatcher:
             at_wiro = book.active
             if not self.gate.may_run(at_wiro):
                 return
+            if book.active >= self._settings.max_concurrent:
+                return  # no slot for anyone: no need to walk the line
             job = self.line.pop_next(self._may_start)
             if job is None:
                 return
@@ -92,7 +97,7 @@ class Dispatcher:
 
     def _tell_waiting(self) -> None:
         """Give every waiting job the gate's reason, when it changed."""
-        reason = self.gate.reason(self._book.active)
+        reason = self.gate.reason(self._book.at_wiro)
         if reason == self._told:
             return
         self._told = reason

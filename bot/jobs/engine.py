@@ -28,6 +28,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from socket import gethostname
@@ -46,8 +47,8 @@ from bot.jobs.book import JobBook
 from bot.jobs.budget import Budgets
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
-from bot.jobs.events import EventBus, Subscription
-from bot.jobs.follow import SocketWatcher
+from bot.jobs.events import EventBus, EventKind, Subscription
+from bot.jobs.follow import PollingOnly, SocketWatcher
 from bot.jobs.following import Follower
 from bot.jobs.gate import WiroGate
 from bot.jobs.job import Job, JobState
@@ -92,6 +93,7 @@ class JobEngine:
         watcher: TaskWatcher | None = None,
         socket: WiroSocket | None = None,
         rng: random.Random | None = None,
+        on_follow: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -119,8 +121,12 @@ class JobEngine:
             rng=self._rng,
         )
         # The socket first when there is one; polling is its fallback.
+        # `on_follow` hears "socket" or "polling" as each job is followed (for the metrics).
+        fallback: TaskWatcher = polling if on_follow is None else PollingOnly(polling, on_follow)
         self._watcher: TaskWatcher = watcher or (
-            SocketWatcher(socket, polling) if socket is not None else polling
+            SocketWatcher(socket, polling, on_follow=on_follow)
+            if socket is not None
+            else fallback
         )
         self._closing = False
         self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")
@@ -195,8 +201,10 @@ class JobEngine:
 
     # -- asking --------------------------------------------------------------------------------
 
-    def subscribe(self, job_ids: list[int] | None = None) -> Subscription:
-        return self.events.subscribe(job_ids)
+    def subscribe(
+        self, job_ids: list[int] | None = None, kinds: Collection[EventKind] | None = None
+    ) -> Subscription:
+        return self.events.subscribe(job_ids, kinds)
 
     async def get(self, job_id: int) -> Job | None:
         job = self._book.jobs.get(job_id)
@@ -204,9 +212,17 @@ class JobEngine:
             return self._book.snapshot(job)
         return await self.store.jobs.get(job_id)
 
+    def peek(self, job_id: int) -> Job | None:
+        """The live job, not a copy: read only. None when this engine no longer holds it."""
+        return self._book.jobs.get(job_id)
+
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._dispatcher.position(job_id)
+
+    def queue_positions(self) -> dict[int, int]:
+        """Every waiting job's place, in one pass (kept until the line or the loads change)."""
+        return self._dispatcher.positions()
 
     @property
     def gate(self) -> WiroGate:
@@ -249,6 +265,7 @@ class JobEngine:
                     owner=self.owner,
                     lease_until=now + self.settings.claim_lease_seconds,
                     estimate=prepared.price.amount,
+                    status=JobState.WAITING,  # stored straight into the line: one write
                 )
             )
         self._book.adopt(job)
@@ -267,9 +284,13 @@ class JobEngine:
     # -- resuming and claims ------------------------------------------------------------------
 
     async def _take_over(self) -> None:
-        """Resume every unfinished job of the database that no live process holds."""
+        """Resume every unfinished job of the database that no live process holds. A job
+        that waits is claimed only when it is Run (so processes share the waiting work); one
+        that reached Wiro is claimed now, to be followed by this process alone."""
         for job in await self.store.jobs.unclaimed(now=time.time()):
-            if job.id not in self._book.jobs and await self._book.claim(job):
+            if job.id in self._book.jobs:
+                continue
+            if job.status.is_local or await self._book.claim(job):
                 await self._resume(job)
 
     async def _keep_claims(self) -> None:
@@ -278,12 +299,29 @@ class JobEngine:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.store.jobs.renew(
+                # Jobs past their claim before the renewal: each must still be ours after it.
+                claimed = [j for j in self._book.jobs.values() if not j.status.is_local]
+                held = await self.store.jobs.renew(
                     self.owner, until=time.time() + self.settings.claim_lease_seconds
                 )
+                self._let_go_of_lost_claims(claimed, held)
                 await self._take_over()
             except Exception:
                 log.exception("renewing job claims failed; trying again in %.0f s", every)
+
+    def _let_go_of_lost_claims(self, claimed: list[Job], held: set[int]) -> None:
+        """Jobs at Wiro that another process took over (this one stalled past its lease):
+        that process follows them now; this one stops."""
+        book = self._book
+        for job in claimed:
+            if job.id in held or job.status.is_final or job.id not in book.jobs:
+                continue
+            log.warning("job %s: another process took it over; letting it go", job.id)
+            work = book.tasks.pop(job.id, None)
+            if work is not None:
+                work.cancel()
+            book.free_slot(job)
+            book.forget(job)
 
     async def _resume(self, job: Job) -> None:
         book = self._book

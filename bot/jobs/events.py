@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -37,12 +38,20 @@ class JobEvent:
 class Subscription:
     """Events for some jobs (or all), in order. Use as `async with` and `async for`."""
 
-    def __init__(self, bus: EventBus, job_ids: Collection[int] | None) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        job_ids: Collection[int] | None,
+        kinds: Collection[EventKind] | None = None,
+    ) -> None:
         self._bus = bus
         self.job_ids = set(job_ids) if job_ids is not None else None
+        self.kinds = frozenset(kinds) if kinds is not None else None
         self._queue: asyncio.Queue[JobEvent] = asyncio.Queue()
 
     def wants(self, event: JobEvent) -> bool:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return False
         return self.job_ids is None or event.job.id in self.job_ids
 
     def follow(self, job_id: int) -> None:
@@ -55,6 +64,13 @@ class Subscription:
 
     async def get(self) -> JobEvent:
         return await self._queue.get()
+
+    def take(self) -> list[JobEvent]:
+        """Every event received and not yet read, without waiting."""
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
 
     def close(self) -> None:
         self._bus._subscriptions.discard(self)
@@ -84,16 +100,43 @@ class Subscription:
         self.close()
 
 
+Listener = Callable[[JobEvent], None]
+
+
 class EventBus:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
+        self._listeners: dict[EventKind, list[Listener]] = {}
 
-    def subscribe(self, job_ids: Collection[int] | None = None) -> Subscription:
-        subscription = Subscription(self, job_ids)
+    def listen(self, listener: Listener, kinds: Collection[EventKind]) -> Callable[[], None]:
+        """Call `listener` at once for each event of these kinds (rare ones: it runs inside
+        `publish`, so it must not block); returns what stops it."""
+        for kind in kinds:
+            self._listeners.setdefault(kind, []).append(listener)
+
+        def stop() -> None:
+            for kind in kinds:
+                with contextlib.suppress(ValueError):
+                    self._listeners.get(kind, []).remove(listener)
+
+        return stop
+
+    def subscribe(
+        self,
+        job_ids: Collection[int] | None = None,
+        kinds: Collection[EventKind] | None = None,
+    ) -> Subscription:
+        """Events of these jobs (None: all), of these kinds (None: all)."""
+        subscription = Subscription(self, job_ids, kinds)
         self._subscriptions.add(subscription)
         return subscription
 
     def publish(self, event: JobEvent) -> None:
+        for listener in tuple(self._listeners.get(event.kind, ())):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the engine's announcements
+                log.exception("an event listener failed on %s", event.kind)
         for subscription in tuple(self._subscriptions):
             if subscription.wants(event):
                 subscription._put(event)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from bot.jobs.job import Job
 from bot.jobs.watch import OnUpdate, PollingWatcher
 from bot.wiro.exceptions import WiroError
-from bot.wiro.socket import SocketLost, SocketMessage, WiroSocket
+from bot.wiro.socket import LINE_TYPES, SocketLost, SocketMessage, WiroSocket
 from bot.wiro.types import WAITING_STATUSES, Task, TaskProgress, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -27,18 +28,31 @@ class SocketWatcher:
     `resumed_after`: a job submitted longer ago than this when its watch begins was most
     likely resumed after a restart; its task may have ended meanwhile, and a socket that
     registers an ended task may say nothing, so one Task/Detail comes first.
+
+    `quiet_after`: when the socket has said nothing for this long (or 1.5 times the job's
+    predicted duration, if longer), one Task/Detail checks that the task has not ended unseen.
     """
 
     def __init__(
-        self, socket: WiroSocket, polling: PollingWatcher, *, resumed_after: float = 15.0
+        self,
+        socket: WiroSocket,
+        polling: PollingWatcher,
+        *,
+        resumed_after: float = 15.0,
+        quiet_after: float = 10.0,
+        on_follow: Callable[[str], None] | None = None,
     ) -> None:
         self._socket = socket
         self._polling = polling
+        #: Told "socket" or "polling" each time a job is followed one way (for the metrics).
+        self._on_follow = on_follow or _ignore
         self._resumed_after = resumed_after
+        self._quiet_after = quiet_after
 
     async def watch(self, job: Job, on_update: OnUpdate) -> Task:
         assert job.task_id is not None
         if not job.task_token or not self._socket.available:
+            self._on_follow("polling")
             return await self._polling.watch(job, on_update)
         submitted = job.submitted_at or time.time()
         if time.time() - submitted > self._resumed_after:
@@ -48,11 +62,29 @@ class SocketWatcher:
                 return task
         predicted = self._polling.predict(job)
         view = _SocketView(job.task_id, job.task_token, on_update)
+        looked: list[Task] = []
+
+        async def quiet() -> bool:
+            # Nothing heard for a while: the task may have ended before it was registered.
+            task = await self._polling.detail(job)
+            looked.append(task)
+            return task.is_terminal
+
+        self._on_follow("socket")
         try:
-            await self._socket.follow(job.task_token, view.on_message)
+            end = await self._socket.follow(
+                job.task_token,
+                view.on_message,
+                on_quiet=quiet,
+                quiet_after=max(self._quiet_after, 1.5 * (predicted or 0.0)),
+            )
         except SocketLost as exc:
             log.info("job %s: following task %s by polling: %s", job.id, job.task_id, exc)
+            self._on_follow("polling")
             return await self._polling.watch(job, on_update, look_now=True)
+        if end is None:
+            await on_update(looked[-1])
+            return looked[-1]
         if view.ended_ok:
             self._polling.learn(job, time.time() - submitted, predicted)
         try:
@@ -91,7 +123,7 @@ class _SocketView:
         status = message.status
         if status is not None:
             self._status = status
-        elif self._status in WAITING_STATUSES:
+        elif message.type in LINE_TYPES and self._status in WAITING_STATUSES:
             # A stderr line: the model is running, whatever the last status said.
             self._status = TaskStatus.START
         progress = message.progress
@@ -108,3 +140,19 @@ class _SocketView:
                 reported_progress=self._progress,
             )
         )
+
+
+class PollingOnly:
+    """A `TaskWatcher` that polls (the socket is off), telling `on_follow` so."""
+
+    def __init__(self, polling: PollingWatcher, on_follow: Callable[[str], None]) -> None:
+        self._polling = polling
+        self._on_follow = on_follow
+
+    async def watch(self, job: Job, on_update: OnUpdate) -> Task:
+        self._on_follow("polling")
+        return await self._polling.watch(job, on_update)
+
+
+def _ignore(mode: str) -> None:
+    pass

@@ -185,7 +185,7 @@ class Follower:
                     self._client,
                     task,
                     self._outputs_dir,
-                    str(job.id),
+                    job,
                     max_bytes=self._settings.max_download_bytes,
                     writer=self._file_writer,
                 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from bot.jobs.job import Output
+from bot.jobs.job import Job, Output
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import DownloadError
 from bot.wiro.types import Task
@@ -25,10 +25,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 async def save_outputs(
-    client: WiroClient, task: Task, folder: Path, prefix: str, *, max_bytes: int, writer: Executor
+    client: WiroClient, task: Task, folder: Path, job: Job, *, max_bytes: int, writer: Executor
 ) -> list[Output]:
-    """Download every output of `task` into `folder`, named `prefix-NN-name`; fail if none
-    can be had. One flat folder: a folder per job would double the file system calls.
+    """Download every output of `task` into `folder`, named by `output_file_name`; fail if
+    none can be had. One flat folder: a folder per job would double the file system calls.
 
     Files are written on `writer`, best a single thread: a pool of threads all doing file
     system calls at once starves the event loop of the GIL.
@@ -42,7 +42,8 @@ async def save_outputs(
     files: list[tuple[Path, bytes]] = []
     for position, (output, download) in enumerate(zip(task.outputs, downloads, strict=True)):
         width, height = _dimensions(download.content)
-        name = _file_name(prefix, position, output.name, download.content_type)
+        extension = _EXTENSIONS.get(download.content_type, Path(output.name).suffix.lower())
+        name = output_file_name(job, position + 1, extension)
         path = folder / name
         files.append((path, download.content))
         saved.append(
@@ -61,10 +62,11 @@ async def save_outputs(
     return saved
 
 
-def _file_name(prefix: str, position: int, name: str, content_type: str) -> str:
-    stem = _UNSAFE.sub("_", Path(name).stem)[:60] or "image"
-    extension = _EXTENSIONS.get(content_type, Path(name).suffix.lower() or ".png")
-    return f"{prefix}-{position:02d}-{stem}{extension}"
+def output_file_name(job: Job, index: int, suffix: str) -> str:
+    """`12-portraitplus-seed1234-1.png`: the job, the model, the seed, which image (from 1),
+    so a person can tell files apart wherever they end up."""
+    model = _UNSAFE.sub("_", job.model.rsplit("/", 1)[-1]) or "model"
+    return f"{job.id}-{model}-seed{job.seed}-{index}{suffix or '.png'}"
 
 
 def _dimensions(content: bytes) -> tuple[int | None, int | None]:

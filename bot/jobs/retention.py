@@ -1,12 +1,12 @@
-"""Retention: what the bot keeps, and for how long.
+"""Retention: how long downloaded images are kept.
 
 Downloaded images are removed from disk once their job is older than `keep_days`, and the
 oldest go while all of them take more than `max_bytes` (each 0: no limit). A job loses all
 its images at once, and is marked expired before its files go, so history never shows a
 half-removed job or a broken image; a crash in between leaves files behind, never a gap.
 
-Interaction tokens are forgotten once Discord has expired them (15 minutes): they are
-secrets, and most of a row's bytes.
+(Interaction tokens are dropped by the Discord layer, on Discord's clock: see
+`StatusUpdater`.)
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from bot.store import Store, StoredFile
 
 log = logging.getLogger(__name__)
 
-#: Discord's interaction tokens work for 15 minutes.
-TOKEN_LIFETIME = 15 * 60
 _BATCH = 500
 
 
@@ -33,7 +31,6 @@ _BATCH = 500
 class Pruned:
     files: int = 0
     bytes: int = 0
-    tokens: int = 0
 
 
 class Retention:
@@ -84,11 +81,10 @@ class Retention:
             await asyncio.sleep(self.interval)
 
     async def prune(self) -> Pruned:
-        """One round: expired tokens, then images past the age or size limit."""
-        now = self._clock()
-        tokens = await self.store.jobs.forget_interaction_tokens(issued_before=now - TOKEN_LIFETIME)
+        """One round: remove the images past the age or size limit."""
         if not self.keep_seconds and not self.max_bytes:
-            return Pruned(tokens=tokens)
+            return Pruned()
+        now = self._clock()
         cutoff = now - self.keep_seconds if self.keep_seconds else None
         over = await self.store.jobs.bytes_on_disk() - self.max_bytes if self.max_bytes else 0
         files = removed = 0
@@ -111,7 +107,7 @@ class Retention:
             removed += sum(f.size for f in chosen)
             if len(chosen) < len(batch):
                 break
-        return Pruned(files=files, bytes=removed, tokens=tokens)
+        return Pruned(files=files, bytes=removed)
 
     def _delete(self, files: list[StoredFile]) -> None:
         for stored in files:

@@ -72,6 +72,14 @@ class Submitter:
             return _sent_inputs(job)
 
     async def submit(self, job: Job, probe: bool = False) -> None:
+        try:
+            await self._submit(job, probe)
+        except BaseException:
+            # A bug or a shutdown: the gate must not wait for this probe's answer forever.
+            self._dispatcher.gate.not_answered(probe)
+            raise
+
+    async def _submit(self, job: Job, probe: bool) -> None:
         book, gate = self._book, self._dispatcher.gate
         payload = self.payload(job)
         if payload is None:
@@ -101,11 +109,11 @@ class Submitter:
             result = await self._client.run(job.model, payload)
         except ConcurrencyLimit:
             # Not a failure: Wiro is full. Our other jobs at Wiro are its limit for now.
-            gate.full(book.active - 1)
+            gate.full(book.at_wiro)
             log.info(
                 "job %s: Wiro's concurrency limit reached with %d other jobs of ours at Wiro",
                 job.id,
-                book.active - 1,
+                book.at_wiro,
             )
             await self._requeue(job)
             return
@@ -125,7 +133,9 @@ class Submitter:
         except (WiroConnectionError, InvalidResponse) as exc:
             gate.not_answered(probe)
             if isinstance(exc, WiroConnectionError) and not exc.reached:
-                await self._requeue(job)  # it certainly never reached Wiro
+                # It certainly never reached Wiro (the client already tried again): Wiro is
+                # down, and the person hears so now rather than wait without end.
+                await book.finish(job, JobState.FAILED, error=str(exc), kind=error_kind(exc))
                 return
             log.warning(
                 "job %s: the answer to its Run was lost (%s); looking for its task", job.id, exc
@@ -192,6 +202,10 @@ class Submitter:
                 await self._follower.complete(job, task)
                 return
             await self._take(job, task.id, task.socketaccesstoken, task.status)
+            return
+        if search.answered and job.cancel_requested:
+            # Asked to cancel meanwhile, and Wiro has no task for it: nothing left to stop.
+            await self._book.finish(job, JobState.CANCELLED)
             return
         if search.answered:
             error = (

@@ -3,16 +3,26 @@
 Fair across members: the next job comes from the member with the fewest jobs at Wiro right
 now, and among equals from the one whose turn came least recently. So one member's burst
 cannot starve the others, and a member who just got a slot goes behind those who have none.
+
+Places in line follow from that rule without replaying it job by job. Call an owner's load
+its jobs at Wiro; its waiting jobs start at loads L, L+1, ... in turn. At any one load the
+owners that first wait at that load go first, by their last turn, and then the owners that
+went at the load below, in the order they went there: so within a load, owners who entered at a
+higher load go first, then by last turn. `positions()` walks the loads once; `position()` of one
+job counts over the owners.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 
 from bot.jobs.job import Job
 
 Owner = Hashable
+
+#: The turn of an owner never served: before everyone.
+_NEVER = -(2**62)
 
 
 def owner_of(job: Job) -> Owner:
@@ -25,10 +35,14 @@ class WaitingLine:
         self._load = load
         # Each waiting owner's jobs, oldest first.
         self._owners: dict[Owner, deque[Job]] = {}
-        self._ids: set[int] = set()
+        self._ids: dict[int, Owner] = {}
         # When each owner was last served (a counter; never served sorts first).
         self._served: dict[Owner, int] = {}
         self._serial = 0
+        self._first_served = 0  # the smallest value in _served, for `push(front=True)`
+        # Every place in line, kept until the line or an owner's load changes.
+        self._version = 0
+        self._cached: tuple[int, tuple[int, ...], dict[int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -44,26 +58,29 @@ class WaitingLine:
         jobs = self._owners.setdefault(owner, deque())
         if front:
             jobs.appendleft(job)
-            self._served[owner] = min(self._served.values(), default=0) - 1
+            self._first_served = min(self._first_served, 0) - 1
+            self._served[owner] = self._first_served
         else:
             jobs.append(job)
-        self._ids.add(job.id)
+        self._ids[job.id] = owner
+        self._version += 1
 
     def remove(self, job_id: int) -> bool:
-        if job_id not in self._ids:
+        owner = self._ids.pop(job_id, None)
+        if owner is None:
             return False
-        for owner, jobs in self._owners.items():
-            for job in jobs:
-                if job.id == job_id:
-                    jobs.remove(job)
-                    if not jobs:
-                        del self._owners[owner]
-                    self._ids.discard(job_id)
-                    return True
-        return False  # pragma: no cover - _ids and _owners agree
+        jobs = self._owners[owner]
+        for job in jobs:
+            if job.id == job_id:
+                jobs.remove(job)
+                break
+        if not jobs:
+            del self._owners[owner]
+        self._version += 1
+        return True
 
     def _turn(self, owner: Owner) -> int:
-        return self._served.get(owner, -(2**62))
+        return self._served.get(owner, _NEVER)
 
     def pop_next(self, can_start: Callable[[Job], bool]) -> Job | None:
         """The first job, in fair order, that may start now."""
@@ -72,11 +89,12 @@ class WaitingLine:
             jobs = self._owners[owner]
             if can_start(jobs[0]):
                 job = jobs.popleft()
-                self._ids.discard(job.id)
+                del self._ids[job.id]
                 if not jobs:
                     del self._owners[owner]
                 self._serial += 1
                 self._served[owner] = self._serial
+                self._version += 1
                 return job
         return None
 
@@ -97,11 +115,82 @@ class WaitingLine:
                 del queues[owner]
         return result
 
+    def positions(self) -> dict[int, int]:
+        """Every waiting job's 1-based place in line, in one pass over the line. The answer is
+        kept until the line or a waiting owner's load changes; do not change it."""
+        loads = tuple(map(self._load, self._owners))
+        cached = self._cached
+        if cached is not None and cached[0] == self._version and cached[1] == loads:
+            return cached[2]
+        load_of = dict(zip(self._owners, loads, strict=True))
+        # Owners in the order they first get a turn: by load, then by last turn (stable, so
+        # ties keep the line's order, as `min` does in `order`).
+        entering = sorted(self._owners, key=lambda o: (load_of[o], self._turn(o)))
+        places: dict[int, int] = {}
+        place = 0
+        going: list[Iterator[Job]] = []  # owners with jobs left, in this load's order
+        level = 0
+        i = 0
+        while i < len(entering) or going:
+            if not going:
+                level = load_of[entering[i]]  # skip loads at which nobody waits
+            fresh: list[Iterator[Job]] = []
+            while i < len(entering) and load_of[entering[i]] == level:
+                fresh.append(iter(self._owners[entering[i]]))
+                i += 1
+            still: list[Iterator[Job]] = []
+            for jobs in (*fresh, *going):
+                job = next(jobs, None)
+                if job is not None:
+                    place += 1
+                    places[job.id] = place
+                    still.append(jobs)
+            going = still
+            level += 1
+        self._cached = (self._version, loads, places)
+        return places
+
     def position(self, job_id: int) -> int | None:
-        """1-based place in line (None: not waiting)."""
-        if job_id not in self._ids:
+        """1-based place in line (None: not waiting). A lookup after `positions()` while
+        nothing changed; otherwise one count over the waiting owners, not the whole line."""
+        owner = self._ids.get(job_id)
+        if owner is None:
             return None
-        for place, job in enumerate(self.order(), start=1):
-            if job.id == job_id:
-                return place
-        return None  # pragma: no cover
+        cached = self._cached
+        if cached is not None and cached[0] == self._version:
+            loads = tuple(map(self._load, self._owners))
+            if cached[1] == loads:
+                return cached[2][job_id]
+        jobs = self._owners[owner]
+        index = next(n for n, job in enumerate(jobs) if job.id == job_id)
+        entry = self._load(owner)
+        level = entry + index
+        turn = self._turn(owner)
+        served = self._served.get
+        # Jobs at lower loads go first; at this load, owners who entered at a higher load, then
+        # by last turn, then by place in the line. Written for speed: a burst runs this for
+        # every new job, over every waiting owner.
+        before = 0
+        passed = False  # whether `owner` came yet in the line's order (breaks ties)
+        owners = self._owners
+        entries = map(self._load, owners)
+        for other, queue, other_entry in zip(owners, owners.values(), entries, strict=True):
+            depth = level - other_entry
+            if depth < 0:
+                continue  # all its jobs come after this level
+            size = len(queue)
+            if depth >= size:
+                before += size  # all its jobs come before this level
+                continue
+            before += depth
+            if other_entry < entry:
+                continue  # at this level, after the owners who entered higher
+            if other == owner:
+                passed = True
+            elif other_entry > entry:
+                before += 1
+            else:
+                other_turn = served(other, _NEVER)
+                if other_turn < turn or (other_turn == turn and not passed):
+                    before += 1
+        return before + 1

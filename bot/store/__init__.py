@@ -7,7 +7,9 @@ from types import TracebackType
 
 import aiosqlite
 
+from bot.store.batch import WriteBatcher
 from bot.store.database import connect, connect_url, schema_version
+from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
 from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
 from bot.store.postgres import PgConnection
@@ -24,10 +26,12 @@ class Store:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self.jobs = JobRepository(conn)
+        self.writes = WriteBatcher(conn)
+        self.jobs = JobRepository(conn, self.writes)
         self.guilds = GuildRepository(conn)
         self.tools = ToolDetailCache(conn)
         self.spend = SpendRepository(conn)
+        self.gallery = GalleryRepository(conn)
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -49,6 +53,7 @@ class Store:
         return await copy_sqlite_to_postgres(source, self._conn)
 
     async def close(self) -> None:
+        await self.writes.drain()
         await self._conn.close()
 
     async def __aenter__(self) -> Store:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from contextlib import AbstractAsyncContextManager, nullcontext
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,8 @@ Connection = aiosqlite.Connection
 
 log = logging.getLogger(__name__)
 
+#: Migrations that shrink the rows of an existing database: VACUUM after them, once.
+_SHRINKING = ("_history.sql",)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 
@@ -64,7 +67,9 @@ async def connect(path: Path | str) -> aiosqlite.Connection:
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute("PRAGMA busy_timeout = 5000")
+        # Several processes (the bot and the CLI) may share the file: a busy machine can hold
+        # the write lock for seconds; waiting beats failing a job.
+        await conn.execute("PRAGMA busy_timeout = 30000")
         await migrate(conn)
     except BaseException:
         await conn.close()
@@ -83,11 +88,16 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             f"the database is at version {current}, newer than this wirobot knows "
             f"({len(available)}); upgrade wirobot"
         )
+    existing = current > 0
+    compact = False
     for number, name, sql in available[current:]:
         log.info("applying migration %s", name)
         # executescript commits first; the version bump rides in the same script.
         await conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
         current = number
+        compact = compact or (existing and name.endswith(_SHRINKING))
+    if compact:
+        await _compact(conn)
     return current
 
 
@@ -135,3 +145,18 @@ async def migrate_postgres(conn: PgConnection) -> int:
             await db.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
             current = number
     return int(current)
+
+
+async def _compact(conn: aiosqlite.Connection) -> None:
+    """Give back the space an existing database no longer needs after a shrinking
+    migration (the history one halves the rows, but shrunk rows leave half-empty pages
+    behind). Best effort: VACUUM needs as much free disk as the database takes."""
+    async with conn.execute("PRAGMA page_count") as cursor:
+        pages = (await cursor.fetchone() or (0,))[0]
+    if pages < 1000:
+        return
+    log.info("compacting the database after the migration (%d pages)", pages)
+    try:
+        await conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:
+        log.warning("could not compact the database (it works as it is): %s", exc)

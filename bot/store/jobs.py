@@ -14,6 +14,7 @@ import aiosqlite
 
 from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Requester
 from bot.money import ZERO, from_pico, parse_usd, to_pico
+from bot.store.batch import Statement, WriteBatcher
 from bot.store.database import is_postgres, transaction
 
 #: Columns a caller may change through `update`; guards the f-string below.
@@ -104,39 +105,51 @@ class HistoryQuery:
 
 
 class JobRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
         #: Whether several processes may share the database (PostgreSQL).
         self.shared = is_postgres(conn)
+        # Job writes go through group commits: thousands of jobs, a few commits a second.
+        self._writes = writes or WriteBatcher(conn)
         self._input_sets: dict[str, int] = {}  # stored inputs -> input_sets.id
 
     async def create(self, new: NewJob) -> Job:
         r = new.requester
-        inputs_set = await self._input_set(_stored_inputs(new.inputs, new.prompt, new.seed))
-        cursor = await self._conn.execute(
-            "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
-            " inputs_set, seed, status, created_at, owner, lease_until, estimate_pico, pixels)"
-            " VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?)",
+        stored = _stored_inputs(new.inputs, new.prompt, new.seed)
+        known = self._input_sets.get(stored)
+        # A new set of inputs is stored in the same write as the job: one write a job.
+        statements: list[Statement] = []
+        if known is None:
+            statements.append(("INSERT OR IGNORE INTO input_sets (inputs) VALUES (?)", (stored,)))
+        inputs_set = "?" if known is not None else "(SELECT id FROM input_sets WHERE inputs = ?)"
+        statements.append(
             (
-                r.source,
-                r.guild_id,
-                r.channel_id,
-                r.user_id,
-                new.model,
-                new.prompt,
-                inputs_set,
-                new.seed,
-                new.status.value,
-                new.created_at,
-                new.owner,
-                new.lease_until,
-                None if new.estimate is None else to_pico(new.estimate),
-                _pixels(new.inputs),
-            ),
+                "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs,"
+                " inputs_set, seed, status, created_at, owner, lease_until, estimate_pico, pixels)"
+                f" VALUES (?, ?, ?, ?, ?, ?, '', {inputs_set}, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r.source,
+                    r.guild_id,
+                    r.channel_id,
+                    r.user_id,
+                    new.model,
+                    new.prompt,
+                    known if known is not None else stored,
+                    new.seed,
+                    new.status.value,
+                    new.created_at,
+                    new.owner,
+                    new.lease_until,
+                    None if new.estimate is None else to_pico(new.estimate),
+                    _pixels(new.inputs),
+                ),
+            )
         )
-        await self._conn.commit()
-        job_id = cursor.lastrowid
+        written = await self._writes.write(*statements)
+        job_id = written.lastrowid
         assert job_id is not None
+        if known is None:
+            await self._learn_input_set(stored, job_id)
         return Job(
             id=job_id,
             model=new.model,
@@ -149,60 +162,48 @@ class JobRepository:
             estimate=new.estimate,
         )
 
-    async def _input_set(self, stored: str) -> int:
-        """The id of a set of inputs, stored if new. Sets never change, so ids are cached."""
-        known = self._input_sets.get(stored)
-        if known is not None:
-            return known
-        await self._conn.execute("INSERT OR IGNORE INTO input_sets (inputs) VALUES (?)", (stored,))
+    async def _learn_input_set(self, stored: str, job_id: int) -> None:
+        """Remember the id of a set of inputs a new job was stored with (sets never change)."""
         async with self._conn.execute(
-            "SELECT id FROM input_sets WHERE inputs = ?", (stored,)
+            "SELECT inputs_set FROM jobs WHERE id = ?", (job_id,)
         ) as cursor:
             row = await cursor.fetchone()
-        assert row is not None
+        if row is None or row[0] is None:
+            return
         if len(self._input_sets) >= _INPUT_SETS_CACHED:
             self._input_sets.clear()
         self._input_sets[stored] = int(row[0])
-        return int(row[0])
 
     async def update(self, job_id: int, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
-        if not fields:
-            return
-        columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
-        if "cost" in fields:
-            # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
-            amount = parse_usd(fields["cost"])
-            columns["cost_pico"] = None if amount is None else to_pico(amount)
-            columns["cost"] = None if amount is None else float(amount)
-        values = list(columns.values())
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        await self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job_id))
-        await self._conn.commit()
+        if fields:
+            await self._writes.write(_update(job_id, fields))
 
     async def claim_status(self, job_id: int, expected: JobState, new: JobState) -> bool:
         """Move a job from `expected` to `new` only if it is still there (compare-and-set)."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
-            (new.value, job_id, expected.value),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET status = ? WHERE id = ? AND status = ?",
+                (new.value, job_id, expected.value),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     # -- claims: one job, one owner ---------------------------------------------------------
 
     async def claim(self, job_id: int, owner: str, *, now: float, until: float) -> bool:
         """Take an unfinished job for `owner` if nobody holds it (or its lease has passed)."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
-            f" AND status NOT IN {_FINAL_SQL}"
-            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
-            (owner, until, job_id, owner, now),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?"
+                f" AND status NOT IN {_FINAL_SQL}"
+                " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+                (owner, until, job_id, owner, now),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     async def claim_run(
         self,
@@ -213,13 +214,22 @@ class JobRepository:
         until: float,
         max_active: int | None = None,
     ) -> bool | None:
-        """Mark a waiting job submitted, only if `owner` still holds it (compare-and-set):
-        the one step before a Run, so no job is ever Run twice.
+        """Mark a waiting job submitted and held by `owner`, only if it is still waiting and
+        no other live process holds it (compare-and-set): the one step before a Run, so no
+        job is ever Run twice.
 
         With `max_active` (PostgreSQL, shared by several processes): only while fewer jobs
         than that, of every process, are at Wiro; None when they fill it. Processes take
         turns at this check (an advisory lock), so together they never exceed it."""
+        statement: Statement = (
+            "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?,"
+            " lease_until = ? WHERE id = ? AND status = 'waiting'"
+            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+            (submitted_at, owner, until, job_id, owner, submitted_at),
+        )
         if max_active is not None and is_postgres(self._conn):
+            # Count and mark on one connection under the lock (not through the batcher,
+            # which would need a second pooled connection while this one waits).
             async with transaction(self._conn):
                 await self._conn.execute("SELECT pg_advisory_xact_lock(?)", (_RUN_LOCK,))
                 async with self._conn.execute(
@@ -229,32 +239,34 @@ class JobRepository:
                     row = await cursor.fetchone()
                 if row is not None and int(row[0]) >= max_active:
                     return None
-                return await self.claim_run(job_id, owner, submitted_at=submitted_at, until=until)
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET status = 'submitted', submitted_at = ?, lease_until = ?"
-            " WHERE id = ? AND status = 'waiting' AND owner = ?",
-            (submitted_at, until, job_id, owner),
-        )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+                cursor = await self._conn.execute(*statement)
+                return cursor.rowcount == 1
+        written = await self._writes.write(statement)
+        return written.rowcount == 1
 
-    async def renew(self, owner: str, *, until: float) -> None:
-        """Extend the lease of every unfinished job `owner` holds."""
-        await self._conn.execute(
-            f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
-            (until, owner),
+    async def renew(self, owner: str, *, until: float) -> set[int]:
+        """Extend the lease of every unfinished job `owner` holds; returns their ids."""
+        await self._writes.write(
+            (
+                f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+                (until, owner),
+            )
         )
-        await self._conn.commit()
+        async with self._conn.execute(
+            f"SELECT id FROM jobs WHERE owner = ? AND status NOT IN {_FINAL_SQL}", (owner,)
+        ) as cursor:
+            return {int(row[0]) for row in await cursor.fetchall()}
 
     async def release(self, owner: str) -> None:
         """Give up every unfinished job `owner` holds (a clean shutdown): another process
         may take them at once."""
-        await self._conn.execute(
-            "UPDATE jobs SET owner = NULL, lease_until = NULL"
-            f" WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
-            (owner,),
+        await self._writes.write(
+            (
+                "UPDATE jobs SET owner = NULL, lease_until = NULL"
+                f" WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
+                (owner,),
+            )
         )
-        await self._conn.commit()
 
     async def unclaimed(self, *, now: float) -> list[Job]:
         """Unfinished jobs nobody holds: never claimed, released, or their lease has passed."""
@@ -308,9 +320,9 @@ class JobRepository:
     async def history(self, query: HistoryQuery) -> list[Job]:
         """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
         order = "ASC" if query.after_id is not None else "DESC"
-        fts = not is_postgres(self._conn)  # FTS5 is SQLite's; PostgreSQL reads ILIKE
+        pg = is_postgres(self._conn)  # FTS5 is SQLite's; PostgreSQL: text search and ILIKE
         try:
-            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=fts)
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=not pg, pg=pg)
             rows = await self._fetch(sql, (*params, query.limit))
         except sqlite3.OperationalError:
             # A search FTS5 cannot parse: read it plainly instead (slower, still right).
@@ -331,9 +343,9 @@ class JobRepository:
         )
         limit = " LIMIT ?" if cap is not None else ""
         extra = (cap,) if cap is not None else ()
-        fts = not is_postgres(self._conn)
+        pg = is_postgres(self._conn)
         try:
-            sql, params = _history_sql(unpaged, "1", order=None, fts=fts)
+            sql, params = _history_sql(unpaged, "1", order=None, fts=not pg, pg=pg)
             rows = await self._fetch(
                 f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
             )
@@ -370,11 +382,31 @@ class JobRepository:
         return float(row[0]) if row and row[0] is not None else None
 
     async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, Decimal]:
-        """(jobs, total cost in USD, exact) for a server since a time."""
+        """(jobs, total cost in USD, exact) for a server since a time.
+
+        Whole days come from `guild_days`; jobs since `since` are read from the server's
+        index entries from the first id of that day on (a month of a server, not all of it).
+        """
+        guild = 0 if guild_id is None else guild_id
+        if since <= 0:
+            async with self._conn.execute(
+                "SELECT coalesce(SUM(jobs), 0), coalesce(SUM(cost_pico), 0) FROM guild_days"
+                " WHERE guild = ?",
+                (guild,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
         async with self._conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs WHERE guild_id IS ?"
-            " AND created_at >= ?",
-            (guild_id, since),
+            "SELECT MIN(first_id) FROM guild_days WHERE guild = ? AND day >= ?",
+            (guild, int(since // 86400)),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[0] is None:
+            return 0, ZERO
+        async with self._conn.execute(
+            "SELECT COUNT(*), coalesce(SUM(cost_pico), 0) FROM jobs"
+            " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
+            (guild_id, row[0], since),
         ) as cursor:
             row = await cursor.fetchone()
         return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
@@ -402,26 +434,32 @@ class JobRepository:
     async def forget_interaction_tokens(self, *, issued_before: float) -> int:
         """Drop the interaction tokens issued before a time (Discord's expire after 15
         minutes): they are secrets and most of a row's bytes. Returns how many."""
-        cursor = await self._conn.execute(
-            "UPDATE jobs SET interaction_token = NULL, interaction_at = NULL"
-            " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
-            (issued_before,),
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET interaction_token = NULL, interaction_at = NULL"
+                " WHERE interaction_token IS NOT NULL AND interaction_at < ?",
+                (issued_before,),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount
+        return written.rowcount
 
     async def finish(self, job_id: int, outputs: Iterable[Output], **fields: Any) -> None:
         """Store a job's outputs and its final fields in one transaction."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not updatable: {sorted(unknown)}")
+        statements: list[Statement] = []
         rows = [
             (job_id, o.position, o.name, o.content_type, o.size, o.url, o.path, o.width, o.height)
             for o in outputs
         ]
-        async with transaction(self._conn):  # PostgreSQL: one transaction for both
-            if rows:
-                # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
-                # under load ("bad parameter or other API misuse").
-                placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
-                await self._conn.execute(
+        if rows:
+            # One multi-row INSERT: executemany shares sqlite3's statement cache unsafely
+            # under load ("bad parameter or other API misuse"). An upsert, not INSERT OR
+            # REPLACE, so PostgreSQL reads it too.
+            placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows))
+            statements.append(
+                (
                     "INSERT INTO outputs (job_id, position, name, content_type, size, url,"
                     f" path, width, height) VALUES {placeholders}"
                     " ON CONFLICT (job_id, position) DO UPDATE SET name = excluded.name,"
@@ -430,7 +468,11 @@ class JobRepository:
                     " height = excluded.height",
                     [value for row in rows for value in row],
                 )
-            await self.update(job_id, **fields)
+            )
+        if fields:
+            statements.append(_update(job_id, fields))
+        if statements:
+            await self._writes.write(*statements)
 
     # -- retention ---------------------------------------------------------------------------
 
@@ -461,17 +503,19 @@ class JobRepository:
         keys = [value for f in files for value in (f.job_id, f.position)]
         # Typed, for PostgreSQL (a bare parameter in VALUES is text there).
         pairs = ", ".join(["(CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(files))
-        await self._conn.execute(
-            f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})", keys
-        )
         job_ids = sorted({f.job_id for f in files})
-        await self._conn.execute(
-            "UPDATE jobs SET outputs_expired_at = ?"
-            f" WHERE id IN ({', '.join('?' for _ in job_ids)}) AND NOT EXISTS"
-            " (SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND path IS NOT NULL)",
-            (at, *job_ids),
+        await self._writes.write(
+            (
+                f"UPDATE outputs SET path = NULL WHERE (job_id, position) IN (VALUES {pairs})",
+                keys,
+            ),
+            (
+                "UPDATE jobs SET outputs_expired_at = ?"
+                f" WHERE id IN ({', '.join('?' for _ in job_ids)}) AND NOT EXISTS"
+                " (SELECT 1 FROM outputs WHERE outputs.job_id = jobs.id AND path IS NOT NULL)",
+                (at, *job_ids),
+            ),
         )
-        await self._conn.commit()
 
     async def outputs(self, job_id: int) -> list[Output]:
         async with self._conn.execute(
@@ -494,30 +538,48 @@ class JobRepository:
 
 
 def _history_sql(
-    query: HistoryQuery, columns: str, *, order: str | None, fts: bool = True
+    query: HistoryQuery,
+    columns: str,
+    *,
+    order: str | None,
+    fts: bool = True,
+    pg: bool = False,
 ) -> tuple[str, tuple[Any, ...]]:
     """The SELECT for a history query; with `order` ("ASC", "DESC") ordered by id and
     ending in `LIMIT ?`.
 
-    A search goes through the `jobs_search` FTS5 index first (CROSS JOIN keeps it the outer
-    loop), the server (and member) included in the match, so it reads the matching jobs
-    only, in id order; LIKE then keeps the old meaning ("the prompt contains this text")
-    among them."""
+    A search or a model filter goes through the `jobs_search` FTS5 index first (CROSS JOIN
+    keeps it the outer loop), the server, member and model included in the match, so it
+    reads the matching jobs only, in id order. Words match whole (stemmed: "cats" finds
+    "cat"); LIKE then keeps the meaning "the prompt contains this text" among them, and the
+    SQL conditions stay the judge of server, member and model. PostgreSQL (`pg`) matches the
+    words whole and stemmed with its own text search ('english'; stop words ignored), then
+    ILIKE as well."""
     clauses: list[str] = []
     params: list[Any] = []
     source, key = "jobs", "jobs.id"
     words = _WORD.findall(query.search.lower()) if query.search else []
-    if fts and words:
+    # A model filter's word is per server: "g<guild>m<model>".
+    model = model_token(query.model) if query.model and query.guild_id is not None else None
+    if fts and (words or model):
         source = "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid"
         key = "jobs_search.rowid"
         terms = []
         if query.guild_id is not None:
-            terms.append(f"g{int(query.guild_id)}")
+            guild = f"g{int(query.guild_id)}"
+            # With a model: the server's jobs of that model, one list to read.
+            terms.append(guild + model if model else guild)
         if query.user_id is not None:
             terms.append(f"u{int(query.user_id)}")
-        terms += [f'"{word}"*' for word in words]
+        terms += words
         clauses.append("jobs_search MATCH ?")
-        params.append(" AND ".join(terms))
+        params.append(" AND ".join(f'"{term}"' for term in terms))
+    elif pg and words:
+        clauses.append(
+            "(numnode(plainto_tsquery('english', ?)) = 0"
+            " OR to_tsvector('english', jobs.prompt) @@ plainto_tsquery('english', ?))"
+        )
+        params += [" ".join(words)] * 2
     for column, value in (
         ("guild_id", query.guild_id),
         ("user_id", query.user_id),
@@ -550,14 +612,35 @@ def _history_sql(
     return f"SELECT {columns} FROM {source}{where}{tail}", tuple(params)
 
 
+def model_token(slug: str) -> str | None:
+    """A model's part of its word in the search index ("g<guild>m..."), as migration 0002's
+    triggers write it: "m" and the slug's letters and digits. None for a slug those
+    triggers cannot spell."""
+    token = "m" + re.sub(r"[/\-_.]", "", slug.lower())
+    return token if re.fullmatch(r"m[0-9a-z]+", token) else None
+
+
 def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
     """Inputs as an input set stores them: compact JSON, the prompt and seed as null
     placeholders (their columns hold them), so jobs with the same options share one set."""
     placed = {
-        k: None if (k == "prompt" and v == prompt) or (k == "seed" and v == seed) else v
+        k: None
+        if (k == "prompt" and v == prompt) or (k == "seed" and type(v) is int and v == seed)
+        else v
         for k, v in inputs.items()
     }
     return json.dumps(placed, separators=(",", ":"))
+
+
+def _update(job_id: int, fields: dict[str, Any]) -> Statement:
+    columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
+    if "cost" in fields:
+        # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
+        amount = parse_usd(fields["cost"])
+        columns["cost_pico"] = None if amount is None else to_pico(amount)
+        columns["cost"] = None if amount is None else float(amount)
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    return (f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
 
 
 def _to_sql(value: Any) -> Any:

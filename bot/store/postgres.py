@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 #: Tables whose new row's id a caller reads through `lastrowid`.
-_ID_TABLES = frozenset({"jobs", "input_sets"})
+_ID_TABLES = frozenset({"jobs", "input_sets", "gallery_links"})
 _INSERT_INTO = re.compile(r"^\s*INSERT\s+(?:OR\s+(IGNORE|REPLACE)\s+)?INTO\s+(\w+)", re.I)
 _ROWS = re.compile(r"^\s*(SELECT|WITH|VALUES)\b|\bRETURNING\b", re.I)
 _STATUS_COUNT = re.compile(r"(\d+)$")

@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,6 +53,8 @@ DEFAULT_BASE_URL = "https://api.wiro.ai/v1"
 
 #: How a retry waits; injectable so tests need not sleep.
 Sleep = Callable[[float], Awaitable[None]]
+#: Told of every HTTP attempt: (endpoint path, "ok" or what went wrong, seconds).
+CallObserver = Callable[[str, str, float], None]
 
 _M = TypeVar("_M", bound=BaseModel)
 _T = TypeVar("_T")
@@ -136,8 +139,10 @@ class WiroClient:
         retry: RetryPolicy = RetryPolicy(),
         request_timeout: float = 30.0,
         sleep: Sleep = asyncio.sleep,
+        observer: CallObserver | None = None,
     ) -> None:
         self._session = session
+        self._observer = observer
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
         self._retry = retry
@@ -149,6 +154,11 @@ class WiroClient:
         self._sleep = sleep
         # After a 429 with Retry-After, no call at all goes before this (loop time).
         self._quiet_until = 0.0
+        # No more requests in flight than the session has connections: a request is signed
+        # when it is built, so one that then waited for a connection would reach Wiro with
+        # a stale nonce, behind later ones (Wiro refuses replays).
+        limit = getattr(session.connector, "limit", 0) or 100
+        self._in_flight = asyncio.Semaphore(limit)
 
     @property
     def base_url(self) -> str:
@@ -261,13 +271,14 @@ class WiroClient:
 
     async def download(self, url: str, *, max_bytes: int = 25 * 1024 * 1024) -> Download:
         """Fetch an output image (no credentials are sent). Raises `DownloadError`."""
-        return await self._retrying(
-            lambda: fetch_image(
-                self._session, url, max_bytes=max_bytes, request_timeout=self._request_timeout
-            ),
-            idempotent=True,
-            label="download",
-        )
+
+        async def fetch() -> Download:
+            async with self._in_flight:  # a download holds a connection too
+                return await fetch_image(
+                    self._session, url, max_bytes=max_bytes, request_timeout=self._request_timeout
+                )
+
+        return await self._retrying(fetch, idempotent=True, label="download")
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -306,8 +317,28 @@ class WiroClient:
     ) -> dict[str, Any]:
         payload = json.dumps(body)
         return await self._retrying(
-            lambda: self._post(path, payload, what=what), idempotent=idempotent, label=path
+            lambda: self._observed(path, payload, what=what), idempotent=idempotent, label=path
         )
+
+    async def _observed(self, path: str, payload: str, *, what: str) -> dict[str, Any]:
+        """One POST, told to the observer (metrics): endpoint, outcome, seconds."""
+        if self._observer is None:
+            return await self._post(path, payload, what=what)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return await self._post(path, payload, what=what)
+        except WiroAPIError as exc:
+            if exc.status == 429:
+                outcome = "429"
+            else:
+                outcome = f"code_{exc.code}" if exc.code else type(exc).__name__
+            raise
+        except WiroError as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            self._observer(path, outcome, time.monotonic() - started)
 
     async def _retrying(
         self, attempt: Callable[[], Awaitable[_T]], *, idempotent: bool, label: str
@@ -362,15 +393,16 @@ class WiroClient:
             # Wiro asked for a pause (429 Retry-After): it holds for every call, not just
             # the one that was told.
             await self._sleep(quiet)
-        headers = self._credentials.headers()
-        headers["Content-Type"] = "application/json"
         try:
-            async with self._session.post(
-                url, data=payload.encode(), headers=headers, timeout=self._timeout
-            ) as resp:
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                raw = await resp.read()
+            async with self._in_flight:
+                headers = self._credentials.headers()  # signed now: a connection is free
+                headers["Content-Type"] = "application/json"
+                async with self._session.post(
+                    url, data=payload.encode(), headers=headers, timeout=self._timeout
+                ) as resp:
+                    status = resp.status
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                    raw = await resp.read()
         except aiohttp.InvalidURL:
             raise WiroError(f"The Wiro address is not a valid URL: {self._base_url}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
@@ -515,6 +547,14 @@ def _text(value: Any) -> str:
 
 
 def _categories(value: Any) -> list[str]:
+    if isinstance(value, str):
+        # Sometimes a JSON string ('["tool", "text-to-image"]'), sometimes "a, b".
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, str):
+            value = [value]
     if not isinstance(value, list):
         return []
     out: list[str] = []

@@ -18,6 +18,7 @@ doubling to `backoff_max`, with jitter); `available` says whether one may be tri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -172,6 +173,8 @@ def _seconds(value: Any) -> float | None:
 
 
 OnMessage = Callable[[SocketMessage], Awaitable[None]]
+#: Asked once when the socket stays quiet: True if the task has ended after all.
+OnQuiet = Callable[[], Awaitable[bool]]
 
 
 class WiroSocket:
@@ -221,17 +224,35 @@ class WiroSocket:
             await self._session.close()
             self._session = None
 
-    async def follow(self, token: str, on_message: OnMessage) -> SocketMessage:
+    async def follow(
+        self,
+        token: str,
+        on_message: OnMessage,
+        *,
+        on_quiet: OnQuiet | None = None,
+        quiet_after: float | None = None,
+    ) -> SocketMessage | None:
         """Register `token` and pass its messages to `on_message` until the task ends;
-        return the ending message (task_postprocess_end or task_cancel). Raises SocketLost."""
+        return the ending message (task_postprocess_end or task_cancel). Raises SocketLost.
+
+        Whether Wiro replays what a task did before it was registered is not documented: a
+        task that ended in the meantime may get no message at all. So after `quiet_after`
+        seconds without a word, `on_quiet` is asked once (it can look at Task/Detail); if it
+        answers True the task is over and None is returned."""
         attempt = time.monotonic()
         try:
-            return await self._follow(token, on_message)
+            return await self._follow(token, on_message, on_quiet, quiet_after)
         except SocketLost as exc:
             self._failed(attempt, exc)
             raise
 
-    async def _follow(self, token: str, on_message: OnMessage) -> SocketMessage:
+    async def _follow(
+        self,
+        token: str,
+        on_message: OnMessage,
+        on_quiet: OnQuiet | None,
+        quiet_after: float | None,
+    ) -> SocketMessage | None:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         try:
@@ -243,13 +264,26 @@ class WiroSocket:
         try:
             await ws.send_str(json.dumps({"type": "task_info", "tasktoken": token}))
             self._failures = 0
+            quiet_check = on_quiet is not None and quiet_after is not None
             while True:
-                try:
-                    frame = await ws.receive(timeout=self.idle_timeout)
-                except TimeoutError:
-                    raise SocketLost(
-                        f"Wiro's socket said nothing for {self.idle_timeout:g} s"
-                    ) from None
+                last_word = time.monotonic()
+                frame = None
+                if quiet_check and quiet_after is not None and quiet_after < self.idle_timeout:
+                    with contextlib.suppress(TimeoutError):
+                        frame = await ws.receive(timeout=quiet_after)
+                    if frame is None:
+                        quiet_check = False
+                        assert on_quiet is not None
+                        if await on_quiet():
+                            return None
+                if frame is None:
+                    waited = time.monotonic() - last_word
+                    try:
+                        frame = await ws.receive(timeout=max(self.idle_timeout - waited, 0.001))
+                    except TimeoutError:
+                        raise SocketLost(
+                            f"Wiro's socket said nothing for {self.idle_timeout:g} s"
+                        ) from None
                 if frame.type is aiohttp.WSMsgType.TEXT:
                     message = parse_message(frame.data)
                 elif frame.type is aiohttp.WSMsgType.BINARY:

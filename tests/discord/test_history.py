@@ -352,3 +352,4 @@ def test_the_longest_page_button_fits_discords_custom_id() -> None:
 def test_a_large_history_is_not_counted_to_the_end() -> None:
     assert page_counts(0, 23) == "Page 1 of 3 · 23 jobs"
     assert page_counts(41, COUNT_CAP) == f"Page 42 · {COUNT_CAP}+ jobs"
+    assert page_counts(3, 200, cap=200) == "Page 4 · 200+ jobs"

@@ -99,3 +99,28 @@ async def test_a_result_is_posted_within_a_beat_of_the_end(harness: Harness) -> 
 
     await h.env.advance_time(BEAT)
     assert h.message(result).embeds[0].title == "Done"
+
+
+async def test_far_back_in_a_long_line_the_place_is_shown_again_when_it_moved_by_a_tenth(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.runtime.engine.settings.max_concurrent = 1
+    results = [await h.alice.slash(h.channel, "imagine", prompt=f"p{n}") for n in range(15)]
+    first = await h.runtime.store.jobs.get(1)
+    assert first is not None
+    running = await h.queued(first)
+    assert h.message(results[1]).embeds[0].title == "Waiting for a free slot (position 1)"
+    assert h.message(results[14]).embeds[0].title == "Waiting for a free slot (position 14)"
+
+    await h.finish(running)
+    await h.tick(2)
+    # Near the front every move is shown; far back, not a move of one place in fourteen.
+    assert h.message(results[11]).embeds[0].title == "Waiting for a free slot (position 10)"
+    assert h.message(results[14]).embeds[0].title == "Waiting for a free slot (position 14)"
+
+    second = await h.runtime.store.jobs.get(2)
+    assert second is not None
+    await h.finish(second)
+    await h.tick(2)
+    assert h.message(results[14]).embeds[0].title == "Waiting for a free slot (position 12)"

@@ -52,6 +52,7 @@ async def test_sigterm_keeps_the_running_job_for_the_next_start(
             "socket_url": wiro.socket_url,
         },
         database={"path": database},
+        web={"port": 0},
     )
     OfflineBot.started.clear()
     OfflineBot.ready = asyncio.Event()

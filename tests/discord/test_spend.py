@@ -15,6 +15,7 @@ from simcord.builders import ChannelHandle
 
 from bot.discord_views.spend import BalanceAlert, announce_crossings
 from bot.jobs.budget import month_of
+from bot.jobs.gate import Backoff
 from bot.jobs.job import JobState, Requester
 from bot.store import NewJob
 from cogs.usage import ALERT_INTERVAL
@@ -297,6 +298,49 @@ async def test_wiros_balance_alert_goes_once_per_pause(
     )
     assert "wiro.ai → your project → billing" in said[0]
     assert h.wiro.api_key not in said[0]
+
+
+async def test_a_refused_balance_pauses_jobs_with_one_alert_and_they_resume_by_themselves(
+    harness: Harness, admin: MemberActor, alerts: ChannelHandle
+) -> None:
+    h = harness
+    await say(h, admin, "settings alerts", channel=alerts)
+    h.runtime.engine.gate.balance_backoff = Backoff(0.05, 0.1)
+    h.wiro.fail_always("run", "code97")
+    await h.alice.slash(h.channel, "imagine", prompt="a ship")
+    first = await h.last_job()
+    await h.bob.slash(h.channel, "imagine", prompt="a boat")
+    second = await h.last_job()
+    for job in (first, second):
+        waiting = await h.until(job.id, lambda j: j.waiting_for is not None)
+        assert waiting.status is JobState.WAITING
+    async with asyncio.timeout(10):
+        while not texts(alerts):  # noqa: ASYNC110 - the alert is posted by a background task
+            await asyncio.sleep(0.01)
+    # Probes go on while Wiro refuses; the alert was said once, not once per job or probe.
+    runs = h.wiro.calls["run"]
+    await h.until(first.id, lambda j: h.wiro.calls["run"] > runs + 2)
+    assert len(texts(alerts)) == 1
+    assert texts(alerts)[0].startswith("**Wiro's balance is too low**")
+
+    h.wiro.stop_failing("run")
+    # Both go on by themselves, one after the other (one job at Wiro at a time here).
+    pending = {first.id, second.id}
+    while pending:
+        await h.until(first.id, lambda _: bool(sent_to_wiro(h, pending)))
+        job_id = min(sent_to_wiro(h, pending))
+        job = await h.runtime.engine.get(job_id)
+        assert job is not None
+        assert (await h.finish(job)).status is JobState.SUCCEEDED
+        pending.discard(job_id)
+    assert h.runtime.engine.submissions_paused is None
+    assert len(texts(alerts)) == 1
+
+
+def sent_to_wiro(h: Harness, job_ids: set[int]) -> set[int]:
+    """Those of these jobs the engine holds that Wiro has a task for."""
+    live = (h.runtime.engine.peek(job_id) for job_id in job_ids)
+    return {job.id for job in live if job is not None and job.task_id is not None}
 
 
 # -- /usage ----------------------------------------------------------------------------------------

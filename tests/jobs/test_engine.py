@@ -398,7 +398,7 @@ async def test_outputs_land_in_the_outputs_folder(
     assert done.outputs[0].path is not None
     path = Path(done.outputs[0].path)
     assert path.parent == tmp_path / "outputs"
-    assert path.name.startswith(f"{job.id}-00-")
+    assert path.name == f"{job.id}-{job.model.split('/')[1]}-seed{done.seed}-1.png"
 
 
 async def test_closing_keeps_running_jobs_in_the_database(

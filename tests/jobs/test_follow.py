@@ -15,7 +15,9 @@ import pytest
 from bot.catalog.catalog import Catalog
 from bot.jobs.engine import JobEngine
 from bot.jobs.events import EventKind, Subscription
+from bot.jobs.follow import SocketWatcher
 from bot.jobs.job import Job, JobState
+from bot.jobs.watch import DurationEstimates, PollingWatcher, PollSchedule
 from bot.runtime import build_socket
 from bot.settings import Settings
 from bot.store import Store
@@ -35,9 +37,9 @@ async def make_socket_engine(
     """Engines whose jobs are followed on the stand-in's socket; closed at the end."""
     made: list[tuple[JobEngine, WiroSocket]] = []
 
-    async def make(**settings: Any) -> tuple[JobEngine, WiroSocket]:
+    async def make(backoff: float = 0.2, **settings: Any) -> tuple[JobEngine, WiroSocket]:
         socket = WiroSocket(
-            wiro.socket_url, idle_timeout=0.3, backoff_base=0.2, rng=random.Random(1)
+            wiro.socket_url, idle_timeout=0.3, backoff_base=backoff, rng=random.Random(1)
         )
         engine = JobEngine(
             client=wiro_client,
@@ -57,6 +59,14 @@ async def make_socket_engine(
     for engine, socket in made:
         await engine.close()
         await socket.close()
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
 
 
 async def run_to_the_end(
@@ -172,24 +182,30 @@ async def test_a_socket_that_fails_as_the_task_ends_still_finishes_the_job_once(
 async def test_while_the_socket_backs_off_jobs_poll_and_afterwards_use_it_again(
     wiro: WiroStandIn, make_socket_engine: SocketEngineFactory
 ) -> None:
-    wiro.run_seconds = 0.1
+    wiro.hold()
     wiro.socket.fail_next("refuse")
-    engine, socket = await make_socket_engine()
-    with engine.subscribe() as events:
-        first = await engine.submit(request())
-        await run_to_the_end(events, first.id, settle=0)
-        assert not socket.available
-        during = await engine.submit(request())
-        await run_to_the_end(events, during.id, settle=0)
-        await asyncio.sleep(socket.retry_in)
-        after = await engine.submit(request())
-        final, _, _ = await run_to_the_end(events, after.id, settle=0)
+    engine, socket = await make_socket_engine(backoff=1.5)  # 1.2 to 1.8 s
 
-    ids = [run.task_id for run in wiro.runs]
+    async def one_job() -> str:
+        with engine.subscribe() as events:
+            job = await engine.submit(request())
+            await until(lambda: len(wiro.runs) > len(done))
+            task_id = wiro.runs[-1].task_id
+            assert task_id is not None
+            wiro.finish(task_id)
+            final, _, _ = await run_to_the_end(events, job.id, settle=0)
+        assert final.status is JobState.SUCCEEDED
+        return task_id
+
+    done: list[str] = []
+    done.append(await one_job())  # refused: polled, and the socket backs off
+    assert not socket.available
+    done.append(await one_job())  # still backing off: polled without trying the socket
+    await asyncio.sleep(socket.retry_in)
+    done.append(await one_job())  # the socket again
+
     assert wiro.socket.refused == 1
-    assert wiro.socket.registrations[ids[1] or ""] == 0  # polled while backing off
-    assert wiro.socket.registrations[ids[2] or ""] == 1  # the socket again
-    assert final.status is JobState.SUCCEEDED
+    assert [wiro.socket.registrations[task_id] for task_id in done] == [0, 0, 1]
 
 
 async def test_after_a_restart_an_unfinished_job_resumes_on_the_socket(
@@ -198,17 +214,13 @@ async def test_after_a_restart_an_unfinished_job_resumes_on_the_socket(
     wiro.hold()
     first, _ = await make_socket_engine()
     job = await first.submit(request())
-    async with asyncio.timeout(5):
-        while not wiro.socket.registrations:
-            await asyncio.sleep(0.01)
+    await until(lambda: bool(wiro.socket.registrations))
     await first.close()
 
     second, _ = await make_socket_engine()
     task_id = wiro.runs[0].task_id
     assert task_id is not None
-    async with asyncio.timeout(5):
-        while wiro.socket.registrations[task_id] < 2:
-            await asyncio.sleep(0.01)
+    await until(lambda: wiro.socket.registrations[task_id] >= 2)
     with second.subscribe() as events:
         wiro.advance(task_id, TaskStatus.START)
         wiro.finish(task_id)
@@ -223,9 +235,7 @@ async def test_a_job_resumed_long_after_its_task_ended_is_finished_by_one_look(
     wiro.hold()
     first, _ = await make_socket_engine()
     job = await first.submit(request())
-    async with asyncio.timeout(5):
-        while not wiro.socket.registrations:
-            await asyncio.sleep(0.01)
+    await until(lambda: bool(wiro.socket.registrations))
     await first.close()
     task_id = wiro.runs[0].task_id
     assert task_id is not None
@@ -237,7 +247,7 @@ async def test_a_job_resumed_long_after_its_task_ended_is_finished_by_one_look(
 
     second, _ = await make_socket_engine()
     with second.subscribe() as events:
-        final, kinds, _ = await run_to_the_end(events, job.id)
+        final, _, _ = await run_to_the_end(events, job.id)
     assert final.status is JobState.SUCCEEDED
     assert wiro.socket.registrations[task_id] == 1  # no second registration needed
 
@@ -250,9 +260,7 @@ async def test_cancelling_a_job_followed_on_the_socket_kills_the_task_once(
     with engine.subscribe() as events:
         job = await engine.submit(request())
         task_id = None
-        async with asyncio.timeout(5):
-            while not wiro.socket.registrations:
-                await asyncio.sleep(0.01)
+        await until(lambda: bool(wiro.socket.registrations))
         task_id = wiro.runs[0].task_id
         assert task_id is not None
         wiro.advance(task_id, TaskStatus.START)
@@ -262,6 +270,34 @@ async def test_cancelling_a_job_followed_on_the_socket_kills_the_task_once(
     assert final.status is JobState.CANCELLED
     assert wiro.tasks[task_id].stopped_by == "kill"
     assert kinds.count(EventKind.FINISHED) == 1
+
+
+async def test_a_task_that_ended_before_the_socket_heard_of_it_is_found_by_one_look(
+    wiro: WiroStandIn, wiro_client: WiroClient, store: Store, tmp_path: Path
+) -> None:
+    socket = WiroSocket(wiro.socket_url, idle_timeout=5.0)
+    polling = PollingWatcher(wiro_client, DurationEstimates(), PollSchedule(0.01, 0.05))
+    engine = JobEngine(
+        client=wiro_client,
+        store=store,
+        catalog=Catalog.from_seeds(),
+        settings=fast_settings(),
+        outputs_dir=tmp_path / "outputs",
+        default_model=MODEL,
+        watcher=SocketWatcher(socket, polling, quiet_after=0.2),
+    )
+    await engine.start()
+    wiro.socket.fail_next("mute")
+    try:
+        with engine.subscribe() as events:
+            job = await engine.submit(request())
+            final, kinds, _ = await run_to_the_end(events, job.id, within=2.0)
+    finally:
+        await engine.close()
+        await socket.close()
+    assert final.status is JobState.SUCCEEDED
+    assert kinds.count(EventKind.FINISHED) == 1
+    assert final.task_id is not None and wiro.detail_calls[final.task_id] == 1
 
 
 def test_an_empty_socket_url_means_polling_only() -> None:

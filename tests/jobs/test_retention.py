@@ -1,5 +1,5 @@
 """Retention: images leave the disk by age or by total size, a whole job at a time, and the
-job says so; expired interaction tokens are forgotten. Default: everything is kept."""
+job says so. Default: everything is kept."""
 
 from __future__ import annotations
 
@@ -127,19 +127,6 @@ async def test_files_outside_the_outputs_folder_are_not_deleted(
     job = await store.jobs.get(job_id)
     assert job is not None and job.outputs_expired_at == NOW  # history no longer offers them
     assert len(images(elsewhere)) == 2  # but they are not ours to delete
-
-
-async def test_expired_interaction_tokens_are_forgotten_each_round(
-    store: Store, tmp_path: Path
-) -> None:
-    job_id = await finished_job(store, tmp_path, age_days=0)
-    await store.jobs.update(job_id, interaction_token="secret-token", interaction_at=NOW - 16 * 60)
-
-    pruned = await retention(store, tmp_path).prune()
-
-    assert pruned.tokens == 1
-    job = await store.jobs.get(job_id)
-    assert job is not None and job.interaction_token is None
 
 
 async def test_the_background_round_runs_at_start(store: Store, tmp_path: Path) -> None:

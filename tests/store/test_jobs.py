@@ -34,6 +34,7 @@ async def make(
     *,
     seed: int = 7,
     status: JobState = JobState.SUCCEEDED,
+    created_at: float | None = None,
     **options: object,
 ) -> int:
     inputs = {"prompt": prompt, "steps": 30, **options, "seed": seed}
@@ -44,7 +45,7 @@ async def make(
             inputs=inputs,
             seed=seed,
             requester=who,
-            created_at=time.time(),
+            created_at=time.time() if created_at is None else created_at,
         )
     )
     if status is not JobState.CREATED:
@@ -113,7 +114,7 @@ def vars_of(query: HistoryQuery) -> dict[str, object]:
     return {name: getattr(query, name) for name in query.__dataclass_fields__}
 
 
-async def test_search_finds_words_and_their_beginnings_within_the_scope(store: Store) -> None:
+async def test_search_finds_whole_words_within_the_scope(store: Store) -> None:
     grey = await make(store, "a grey CAT on a roof")
     await make(store, "a grey cat", BOB)
     odd = await make(store, "100% cat_ish, naïve")
@@ -127,7 +128,11 @@ async def test_search_finds_words_and_their_beginnings_within_the_scope(store: S
         return [j.id for j in jobs]
 
     assert await found("grey cat") == [grey]
-    assert await found("GREY CA") == [grey]  # a word's beginning, any case
+    assert await found("GREY cat ON") == [grey]  # any case
+    assert await found("grey c") == []  # whole words
+    cats = await make(store, "two cats asleep")
+    assert await found("cat") == [cats, odd, grey]  # "cats" is a "cat", and contains it
+    assert await found("cats") == [cats]
     assert len(await found("grey", mine=False)) == 2  # Bob's too, not the other server's
     assert await found("% cat_") == [odd]  # % and _ are plain characters
     assert await found("naïve") == [odd]
@@ -151,6 +156,8 @@ async def test_hot_queries_use_indexes(store: Store, database: str, tmp_path: Pa
         HistoryQuery(guild_id=GUILD, search="grey cat"),
         HistoryQuery(guild_id=GUILD, user_id=1, search="grey cat", before_id=10),
         HistoryQuery(guild_id=GUILD, after_id=10),
+        HistoryQuery(guild_id=GUILD, model="wavymulder/portraitplus"),
+        HistoryQuery(guild_id=GUILD, user_id=1, model="Adel_AI/Comics-Factory-v1"),
     ):
         sql, params = _history_sql(query, _JOB_COLUMNS, order="DESC")
         queries.append((sql, (*params, 11)))
@@ -164,9 +171,9 @@ async def test_hot_queries_use_indexes(store: Store, database: str, tmp_path: Pa
             (),
         ),
         (
-            "SELECT COUNT(*), COALESCE(SUM(cost), 0) FROM jobs WHERE guild_id IS ?"
-            " AND created_at >= ?",
-            (GUILD, 0.0),
+            "SELECT COUNT(*), coalesce(SUM(cost), 0) FROM jobs"
+            " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
+            (GUILD, 10, 0.0),
         ),
         (
             "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL"
@@ -216,3 +223,46 @@ async def test_expired_interaction_tokens_are_forgotten(store: Store) -> None:
     gone = await store.jobs.get(old)
     assert kept is not None and kept.interaction_token == "fresh-secret"
     assert gone is not None and gone.interaction_token is None
+
+
+async def test_the_model_filter_finds_that_models_jobs_only(store: Store) -> None:
+    async def job(model: str, prompt: str = "a cat") -> int:
+        created = await store.jobs.create(
+            NewJob(model, prompt, {"prompt": prompt}, 1, ALICE, time.time())
+        )
+        return created.id
+
+    portrait = await job("wavymulder/portraitplus")
+    comics = await job("Adel_AI/Comics-Factory-v1")
+    odd = await job("someone/mödel+1")  # a slug the index cannot spell: read plainly
+    await job("Adel_AI/Comics-Factory-v2")
+
+    async def found(model: str, search: str | None = None) -> list[int]:
+        query = HistoryQuery(guild_id=GUILD, user_id=1, model=model, search=search)
+        return [j.id for j in await store.jobs.history(query)]
+
+    assert await found("wavymulder/portraitplus") == [portrait]
+    assert await found("Adel_AI/Comics-Factory-v1", search="cat") == [comics]
+    assert await found("someone/mödel+1") == [odd]
+    anywhere = HistoryQuery(model="wavymulder/portraitplus")  # the command line: every server
+    assert [j.id for j in await store.jobs.history(anywhere)] == [portrait]
+
+
+async def test_spend_all_time_and_recent(store: Store) -> None:
+    now = time.time()
+    # Out of order on purpose: a clock that went back must not hide a job.
+    for age_days, cost in ((40, 0.5), (10, 0.25), (1, None), (31, 1.0), (29.9, 2.0)):
+        job_id = await make(store, "a cat", created_at=now - age_days * 86400)
+        await store.jobs.update(job_id, cost=cost)
+    await make(store, "elsewhere", Requester(user_id=1, guild_id=GUILD + 1))
+    cli = await make(store, "from the command line", Requester(source="cli"))
+    await store.jobs.update(cli, cost=0.125)
+
+    assert await store.jobs.spend(guild_id=GUILD) == (5, 3.75)
+    assert await store.jobs.spend(guild_id=GUILD, since=now - 30 * 86400) == (3, 2.25)
+    assert await store.jobs.spend(guild_id=GUILD, since=now + 60) == (0, 0.0)
+    assert await store.jobs.spend(guild_id=None) == (1, 0.125)
+    assert await store.jobs.spend(guild_id=GUILD + 7) == (0, 0.0)
+
+    await store.jobs.update(cli, cost=None)  # a cost taken back
+    assert await store.jobs.spend(guild_id=None) == (1, 0.0)

@@ -37,6 +37,8 @@ def old_database(path: Path) -> list[dict[str, object]]:
         }
         if n == 7:  # a prompt input that differs from the column: kept as it was
             inputs["prompt"] = "something else"
+        if n == 8:  # a seed written as text: stays text
+            inputs["seed"] = str(1000 + n)
         status = "succeeded" if n % 5 else "failed"
         if n == 30:
             status = "running"
@@ -141,6 +143,15 @@ async def test_every_job_and_output_survives_the_migration(tmp_path: Path) -> No
         assert [j.id for j in found] == [12]
         assert [j.id for j in await store.jobs.unfinished()] == [30]
 
+        # The spend per server is what it was.
+        for guild in (GUILD, GUILD + 1, None):
+            mine = [j for j in written if j["guild_id"] == guild]
+            jobs, cost = await store.jobs.spend(guild_id=guild)
+            assert jobs == len(mine)
+            # Old REAL costs become exact picodollars; the sum matches to the picodollar.
+            expected = sum(Decimal(str(j["cost"] or 0)) for j in mine)
+            assert abs(cost - expected) < Decimal("1e-11")
+
         # Jobs made after the migration join the old ones.
         assert await store.jobs.count_history(HistoryQuery(guild_id=GUILD)) == 15
         new = await store.jobs.create(
@@ -165,3 +176,28 @@ async def test_every_job_and_output_survives_the_migration(tmp_path: Path) -> No
     stored = "".join(row[0] for row in conn.execute("SELECT inputs FROM jobs"))
     assert "lighthouse" not in stored  # the prompt is stored once now
     conn.close()
+
+
+async def test_the_space_the_migration_frees_is_given_back(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    _, _, first = migrations()[0]
+    conn.executescript(first)
+    conn.execute("PRAGMA user_version = 1")
+    inputs = {"negative_prompt": "blurry, low quality, deformed " * 4, "steps": 30}
+    conn.executemany(
+        "INSERT INTO jobs (model, prompt, inputs, seed, status, created_at, interaction_token,"
+        " interaction_at) VALUES ('m/x', ?, ?, 1, 'succeeded', 1000.0, ?, 1000.0)",
+        [
+            (f"prompt {n}", json.dumps({"prompt": f"prompt {n}", **inputs}), "t" * 180)
+            for n in range(12000)
+        ],
+    )
+    conn.commit()
+    conn.close()
+    before = path.stat().st_size
+
+    async with await Store.open(path) as store:
+        assert await store.jobs.count_history(HistoryQuery(), cap=None) == 12000
+
+    assert path.stat().st_size < before / 2

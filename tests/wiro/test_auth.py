@@ -24,7 +24,11 @@ def test_nonces_strictly_increase_when_the_clock_stands_still_or_goes_back() -> 
     times = iter([1000.0, 1000.0, 1000.0, 999.0, 1000.5])
     source = NonceSource(clock=lambda: next(times))
     assert [source.next() for _ in range(5)] == [
-        "1000000", "1000001", "1000002", "1000003", "1000500",
+        "1000000",
+        "1000001",
+        "1000002",
+        "1000003",
+        "1000500",
     ]
 
 

@@ -90,9 +90,7 @@ async def test_wrong_content_type(wiro: WiroStandIn, wiro_client: WiroClient) ->
         await wiro_client.download(wiro.add_file("ok.png", PNG, "image/png"))
 
 
-async def test_octet_stream_needs_image_bytes(
-    wiro: WiroStandIn, wiro_client: WiroClient
-) -> None:
+async def test_octet_stream_needs_image_bytes(wiro: WiroStandIn, wiro_client: WiroClient) -> None:
     good = wiro.add_file("blob", PNG, "application/octet-stream")
     image = await wiro_client.download(good)
     assert image.content_type == "image/png"

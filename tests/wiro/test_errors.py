@@ -176,7 +176,10 @@ async def test_429_waits_for_retry_after(
     server: WiroStandIn, session: aiohttp.ClientSession, sleeper: RecordingSleep
 ) -> None:
     client = WiroClient(
-        session, Credentials(KEY, SECRET), base_url=server.base_url, retry=RetryPolicy(),
+        session,
+        Credentials(KEY, SECRET),
+        base_url=server.base_url,
+        retry=RetryPolicy(),
         sleep=sleeper,
     )
     server.fail_next("tool_detail", "http429", retry_after=2)
@@ -242,7 +245,9 @@ async def test_each_401_message_is_an_auth_error(
 ) -> None:
     async with WiroStandIn(api_key=KEY, api_secret=SECRET, always_200=always_200) as server:
         client = WiroClient(
-            session, Credentials(key, secret), base_url=server.base_url,
+            session,
+            Credentials(key, secret),
+            base_url=server.base_url,
             retry=RetryPolicy(base_delay=0),
         )
         with pytest.raises(AuthError) as caught:
@@ -292,7 +297,9 @@ async def test_code_96_is_a_concurrency_limit_not_retried(
 async def test_the_standin_enforces_its_concurrency_limit(session: aiohttp.ClientSession) -> None:
     async with WiroStandIn(concurrency_limit=1) as server:
         client = WiroClient(
-            session, Credentials(server.api_key, server.api_secret), base_url=server.base_url,
+            session,
+            Credentials(server.api_key, server.api_secret),
+            base_url=server.base_url,
             retry=RetryPolicy(base_delay=0),
         )
         server.hold()
@@ -381,8 +388,10 @@ async def test_run_succeeds_once_the_server_comes_up(session: aiohttp.ClientSess
             started.append(server)
 
     client = WiroClient(
-        session, Credentials("test-key", "test-secret"),
-        base_url=f"http://127.0.0.1:{port}/v1", retry=RetryPolicy(base_delay=0),
+        session,
+        Credentials("test-key", "test-secret"),
+        base_url=f"http://127.0.0.1:{port}/v1",
+        retry=RetryPolicy(base_delay=0),
         sleep=start_server_while_waiting,
     )
     try:
@@ -413,9 +422,11 @@ async def test_a_timeout_counts_as_reached(session: aiohttp.ClientSession) -> No
     await site.start()
     try:
         client = WiroClient(
-            session, Credentials(KEY, SECRET),
+            session,
+            Credentials(KEY, SECRET),
             base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
-            retry=RetryPolicy(base_delay=0), request_timeout=0.05,
+            retry=RetryPolicy(base_delay=0),
+            request_timeout=0.05,
         )
         with pytest.raises(WiroConnectionError) as caught:
             await client.run("a/b", {"prompt": "x"})
@@ -442,7 +453,8 @@ async def test_a_server_echoing_the_key_is_redacted(session: aiohttp.ClientSessi
     await site.start()
     try:
         client = WiroClient(
-            session, Credentials(KEY, SECRET),
+            session,
+            Credentials(KEY, SECRET),
             base_url=f"http://127.0.0.1:{runner.addresses[0][1]}/v1",
             retry=RetryPolicy(base_delay=0),
         )

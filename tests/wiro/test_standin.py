@@ -23,8 +23,11 @@ async def test_a_task_walks_every_status_in_order(wiro: WiroStandIn) -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "last"),
-    [("stuck", TaskStatus.START), ("task_error", TaskStatus.ERROR),
-     ("failed", TaskStatus.POSTPROCESS_END)],
+    [
+        ("stuck", TaskStatus.START),
+        ("task_error", TaskStatus.ERROR),
+        ("failed", TaskStatus.POSTPROCESS_END),
+    ],
 )
 async def test_outcomes_end_where_they_should(
     wiro: WiroStandIn, outcome: str, last: TaskStatus

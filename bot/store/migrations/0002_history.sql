@@ -17,10 +17,12 @@ ALTER TABLE jobs ADD COLUMN inputs_set INTEGER REFERENCES input_sets (id);
 
 -- (Every SET expression below reads the row as it was before the UPDATE.)
 INSERT OR IGNORE INTO input_sets (inputs)
-    SELECT CASE WHEN json_extract(inputs, '$.seed') IS seed
+    SELECT CASE WHEN json_type(inputs, '$.seed') = 'integer'
+                      AND json_extract(inputs, '$.seed') = seed
                 THEN json_set(placed, '$.seed', json('null')) ELSE placed END
     FROM (SELECT id, inputs, seed,
-                 CASE WHEN json_extract(inputs, '$.prompt') IS prompt
+                 CASE WHEN json_type(inputs, '$.prompt') = 'text'
+                           AND json_extract(inputs, '$.prompt') = prompt
                       THEN json_set(inputs, '$.prompt', json('null')) ELSE json(inputs) END
                  AS placed
           FROM jobs)
@@ -29,13 +31,16 @@ UPDATE jobs SET
     inputs = '',
     inputs_set = (
         SELECT input_sets.id FROM input_sets WHERE input_sets.inputs =
-            CASE WHEN json_extract(jobs.inputs, '$.seed') IS jobs.seed
+            CASE WHEN json_type(jobs.inputs, '$.seed') = 'integer'
+                      AND json_extract(jobs.inputs, '$.seed') = jobs.seed
                  THEN json_set(
-                     CASE WHEN json_extract(jobs.inputs, '$.prompt') IS jobs.prompt
+                     CASE WHEN json_type(jobs.inputs, '$.prompt') = 'text'
+                               AND json_extract(jobs.inputs, '$.prompt') = jobs.prompt
                           THEN json_set(jobs.inputs, '$.prompt', json('null'))
                           ELSE json(jobs.inputs) END,
                      '$.seed', json('null'))
-                 ELSE CASE WHEN json_extract(jobs.inputs, '$.prompt') IS jobs.prompt
+                 ELSE CASE WHEN json_type(jobs.inputs, '$.prompt') = 'text'
+                               AND json_extract(jobs.inputs, '$.prompt') = jobs.prompt
                            THEN json_set(jobs.inputs, '$.prompt', json('null'))
                            ELSE json(jobs.inputs) END
             END);
@@ -47,12 +52,51 @@ UPDATE jobs SET interaction_token = NULL, interaction_at = NULL
            OR interaction_at < (julianday('now') - 2440587.5) * 86400.0 - 900);
 
 -- History pages walk ids newest first (keyset, not OFFSET). The server scope filters on
--- channel_id and /settings show sums cost from the index alone, without reading rows.
+-- channel_id, and the recent spend sums cost, from the index alone, without reading rows.
 DROP INDEX jobs_by_guild;
 DROP INDEX jobs_by_user;
 DROP INDEX jobs_by_time;
 CREATE INDEX jobs_by_guild ON jobs (guild_id, id, channel_id, created_at, cost);
 CREATE INDEX jobs_by_member ON jobs (guild_id, user_id);
+
+-- Spend per server and day (UTC), kept by triggers, so /settings show adds up a few hundred
+-- days instead of every job of a large server; `first_id` (the day's smallest job id) lets
+-- the part of a day that a "since" cuts through be read from jobs_by_guild by id range.
+-- Jobs of the command line count under guild 0.
+CREATE TABLE guild_days (
+    guild    INTEGER NOT NULL,
+    day      INTEGER NOT NULL,                              -- created_at // 86400
+    jobs     INTEGER NOT NULL,
+    cost     REAL    NOT NULL,
+    first_id INTEGER NOT NULL,
+    PRIMARY KEY (guild, day)
+) WITHOUT ROWID;
+
+INSERT INTO guild_days (guild, day, jobs, cost, first_id)
+    SELECT coalesce(guild_id, 0), CAST(created_at / 86400 AS INTEGER), COUNT(*),
+           coalesce(SUM(cost), 0), MIN(id)
+    FROM jobs GROUP BY 1, 2;
+
+CREATE TRIGGER guild_days_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO guild_days (guild, day, jobs, cost, first_id)
+        VALUES (coalesce(new.guild_id, 0), CAST(new.created_at / 86400 AS INTEGER), 1,
+                coalesce(new.cost, 0), new.id)
+        ON CONFLICT (guild, day) DO UPDATE SET
+            jobs = jobs + 1, cost = cost + excluded.cost, first_id = min(first_id, new.id);
+END;
+
+CREATE TRIGGER guild_days_cost AFTER UPDATE OF cost ON jobs WHEN new.cost IS NOT old.cost
+BEGIN
+    UPDATE guild_days SET cost = cost + coalesce(new.cost, 0) - coalesce(old.cost, 0)
+        WHERE guild = coalesce(new.guild_id, 0)
+          AND day = CAST(new.created_at / 86400 AS INTEGER);
+END;
+
+CREATE TRIGGER guild_days_delete AFTER DELETE ON jobs BEGIN
+    UPDATE guild_days SET jobs = jobs - 1, cost = cost - coalesce(old.cost, 0)
+        WHERE guild = coalesce(old.guild_id, 0)
+          AND day = CAST(old.created_at / 86400 AS INTEGER);
+END;
 
 -- Start-up reads only these small sets, in id order (the store spells their conditions
 -- literally, which is how SQLite recognises a partial index).
@@ -85,37 +129,50 @@ ALTER TABLE outputs_new RENAME TO outputs;
 CREATE INDEX outputs_on_disk ON outputs (job_id, size) WHERE path IS NOT NULL;
 
 -- Prompt search. Contentless (the text stays in jobs only) and positions-free (detail=none:
--- a word-prefix search needs neither). Each job's text is its prompt then "g<guild>
--- u<user>", so a search within a server or a member intersects inside the index instead of
--- reading every job of the server. Such a word in a prompt only adds candidates: the
+-- whole-word search needs neither); words are stemmed (porter), so "cats" finds "cat".
+-- Each job's text is its prompt then "g<guild> u<user> g<guild>m<model's letters and
+-- digits>", so a search within a server or a member intersects inside the index, and a
+-- model filter reads one word's list, instead of reading every job of the server. Such a word in a prompt only adds candidates: the
 -- store's SQL conditions decide.
 CREATE VIRTUAL TABLE jobs_search USING fts5 (
     text,
     content = '', detail = 'none', columnsize = 0,
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'porter unicode61 remove_diacritics 2'
 );
 
 CREATE TRIGGER jobs_search_insert AFTER INSERT ON jobs BEGIN
     INSERT INTO jobs_search (rowid, text) VALUES (
         new.id,
-        new.prompt || ' g' || coalesce(new.guild_id, 0) || ' u' || coalesce(new.user_id, 0));
+        new.prompt || ' g' || coalesce(new.guild_id, 0) || ' u' || coalesce(new.user_id, 0)
+            || ' g' || coalesce(new.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(new.model), '/', ''), '-', ''), '_', ''), '.', ''));
 END;
 
 CREATE TRIGGER jobs_search_delete AFTER DELETE ON jobs BEGIN
     INSERT INTO jobs_search (jobs_search, rowid, text) VALUES (
         'delete', old.id,
-        old.prompt || ' g' || coalesce(old.guild_id, 0) || ' u' || coalesce(old.user_id, 0));
+        old.prompt || ' g' || coalesce(old.guild_id, 0) || ' u' || coalesce(old.user_id, 0)
+            || ' g' || coalesce(old.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(old.model), '/', ''), '-', ''), '_', ''), '.', ''));
 END;
 
-CREATE TRIGGER jobs_search_update AFTER UPDATE OF prompt, guild_id, user_id ON jobs BEGIN
+CREATE TRIGGER jobs_search_update AFTER UPDATE OF prompt, guild_id, user_id, model ON jobs
+BEGIN
     INSERT INTO jobs_search (jobs_search, rowid, text) VALUES (
         'delete', old.id,
-        old.prompt || ' g' || coalesce(old.guild_id, 0) || ' u' || coalesce(old.user_id, 0));
+        old.prompt || ' g' || coalesce(old.guild_id, 0) || ' u' || coalesce(old.user_id, 0)
+            || ' g' || coalesce(old.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(old.model), '/', ''), '-', ''), '_', ''), '.', ''));
     INSERT INTO jobs_search (rowid, text) VALUES (
         new.id,
-        new.prompt || ' g' || coalesce(new.guild_id, 0) || ' u' || coalesce(new.user_id, 0));
+        new.prompt || ' g' || coalesce(new.guild_id, 0) || ' u' || coalesce(new.user_id, 0)
+            || ' g' || coalesce(new.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(new.model), '/', ''), '-', ''), '_', ''), '.', ''));
 END;
 
 INSERT INTO jobs_search (rowid, text)
-    SELECT id, prompt || ' g' || coalesce(guild_id, 0) || ' u' || coalesce(user_id, 0)
+    SELECT jobs.id,
+        jobs.prompt || ' g' || coalesce(jobs.guild_id, 0) || ' u' || coalesce(jobs.user_id, 0)
+            || ' g' || coalesce(jobs.guild_id, 0) || 'm'
+            || replace(replace(replace(replace(lower(jobs.model), '/', ''), '-', ''), '_', ''), '.', '')
     FROM jobs;

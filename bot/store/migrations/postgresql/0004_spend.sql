@@ -33,3 +33,59 @@ CREATE TABLE budget_alerts (
     sent_at   DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (guild_id, month, threshold)
 );
+
+-- A server's spend per day (UTC) in picodollars, kept by triggers (SQLite's 0002 and 0004
+-- build it in two steps; here it starts on the exact column). `first_id` is the day's
+-- smallest job id; jobs of the command line count under guild 0.
+CREATE TABLE guild_days (
+    guild     BIGINT NOT NULL,
+    day       BIGINT NOT NULL,                              -- floor(created_at / 86400)
+    jobs      BIGINT NOT NULL,
+    first_id  BIGINT NOT NULL,
+    cost_pico BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (guild, day)
+);
+
+INSERT INTO guild_days (guild, day, jobs, cost_pico, first_id)
+    SELECT coalesce(guild_id, 0), floor(created_at / 86400)::bigint, COUNT(*),
+           coalesce(SUM(cost_pico), 0), MIN(id)
+    FROM jobs GROUP BY 1, 2;
+
+CREATE FUNCTION guild_days_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO guild_days AS g (guild, day, jobs, cost_pico, first_id)
+        VALUES (coalesce(NEW.guild_id, 0), floor(NEW.created_at / 86400)::bigint, 1,
+                coalesce(NEW.cost_pico, 0), NEW.id)
+        ON CONFLICT (guild, day) DO UPDATE SET
+            jobs = g.jobs + 1, cost_pico = g.cost_pico + excluded.cost_pico,
+            first_id = least(g.first_id, NEW.id);
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION guild_days_cost() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE guild_days SET cost_pico = cost_pico + coalesce(NEW.cost_pico, 0)
+                                                - coalesce(OLD.cost_pico, 0)
+        WHERE guild = coalesce(NEW.guild_id, 0)
+          AND day = floor(NEW.created_at / 86400)::bigint;
+    RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION guild_days_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE guild_days SET jobs = jobs - 1, cost_pico = cost_pico - coalesce(OLD.cost_pico, 0)
+        WHERE guild = coalesce(OLD.guild_id, 0)
+          AND day = floor(OLD.created_at / 86400)::bigint;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER guild_days_insert AFTER INSERT ON jobs
+    FOR EACH ROW EXECUTE FUNCTION guild_days_insert();
+CREATE TRIGGER guild_days_cost AFTER UPDATE OF cost_pico ON jobs
+    FOR EACH ROW WHEN (NEW.cost_pico IS DISTINCT FROM OLD.cost_pico)
+    EXECUTE FUNCTION guild_days_cost();
+CREATE TRIGGER guild_days_delete AFTER DELETE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION guild_days_delete();

@@ -1,0 +1,1 @@
+"""The web server in the bot's process: health, Prometheus metrics and the gallery."""
