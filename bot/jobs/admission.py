@@ -56,6 +56,7 @@ class Prepared:
     inputs: dict[str, Any]  # every input resolved, seed included
     guild: GuildSettings | None
     price: Price = UNKNOWN  # what it will cost, as far as is known
+    budgeted: bool = False  # a budget holds: checked again, under a lock, when stored
 
 
 class Admission:
@@ -99,8 +100,10 @@ class Admission:
         inputs = resolve_inputs(model, given, defaults=defaults, caps=caps, rng=self._rng)
         await self._check_daily_limit(request.requester, guild)
         price = await self._prices.estimate(model, inputs)
-        await self.check_budget(request.requester, price)
-        return Prepared(request, model.slug, inputs, guild, price)
+        budgeted = await self._budgets.applies(request.requester)
+        if budgeted:
+            await self.check_budget(request.requester, price)
+        return Prepared(request, model.slug, inputs, guild, price, budgeted)
 
     async def check_budget(self, requester: Requester, price: Price) -> None:
         refusal = await self._budgets.check(requester, price.amount, now=time.time())

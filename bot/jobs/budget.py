@@ -79,6 +79,17 @@ class Budgets:
         async with self._admitting:
             yield
 
+    async def applies(self, requester: Requester) -> bool:
+        """Whether any budget holds for this requester (most servers set none: their jobs
+        skip the check and the lock)."""
+        if requester.guild_id is None:
+            return False
+        budget = await self.store.spend.budget(requester.guild_id)
+        return any(
+            limit is not None
+            for limit in (budget.server_monthly, budget.member_monthly, budget.member_daily)
+        )
+
     async def check(
         self, requester: Requester, price: Decimal | None, *, now: float
     ) -> Refusal | None:

@@ -248,30 +248,37 @@ class JobEngine:
         if self._closing:
             raise JobRefused("The bot is shutting down; try again in a minute.")
         prepared = request if isinstance(request, Prepared) else await self.prepare(request)
-        slug, inputs, guild = prepared.model, prepared.inputs, prepared.guild
-        if guild is not None:
-            self._dispatcher.learn_user_cap(guild)
-        async with self.budgets.admitting():
-            await self._admission.check_budget(prepared.request.requester, prepared.price)
-            now = time.time()
-            job = await self.store.jobs.create(
-                NewJob(
-                    model=slug,
-                    prompt=str(inputs["prompt"]),
-                    inputs=inputs,
-                    seed=int(inputs["seed"]),
-                    requester=prepared.request.requester,
-                    created_at=now,
-                    owner=self.owner,
-                    lease_until=now + self.settings.claim_lease_seconds,
-                    estimate=prepared.price.amount,
-                    status=JobState.WAITING,  # stored straight into the line: one write
-                )
-            )
+        if prepared.guild is not None:
+            self._dispatcher.learn_user_cap(prepared.guild)
+        if prepared.budgeted:
+            # Checked again and stored under one lock: a burst cannot spend a dollar twice.
+            async with self.budgets.admitting():
+                await self._admission.check_budget(prepared.request.requester, prepared.price)
+                job = await self._store_new(prepared)
+        else:
+            job = await self._store_new(prepared)
         self._book.adopt(job)
         self._book.publish(job)
         await self._dispatcher.enqueue(job)
         return self._book.snapshot(job)
+
+    async def _store_new(self, prepared: Prepared) -> Job:
+        inputs = prepared.inputs
+        now = time.time()
+        return await self.store.jobs.create(
+            NewJob(
+                model=prepared.model,
+                prompt=str(inputs["prompt"]),
+                inputs=inputs,
+                seed=int(inputs["seed"]),
+                requester=prepared.request.requester,
+                created_at=now,
+                owner=self.owner,
+                lease_until=now + self.settings.claim_lease_seconds,
+                estimate=prepared.price.amount,
+                status=JobState.WAITING,  # stored straight into the line: one write
+            )
+        )
 
     async def _submit(self, job: Job, probe: bool) -> None:
         await self._submitter.submit(job, probe)
