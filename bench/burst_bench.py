@@ -211,6 +211,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "api_key": wiro["api_key"],
                     "api_secret": wiro["api_secret"],
                     "base_url": wiro["base_url"],
+                    # Polling: simcord cannot park a task that waits on a live socket.
+                    "socket_url": "",
                 },
                 database={"path": Path(folder) / "bench.db"},
                 jobs={"max_concurrent": args.slots, "max_concurrent_per_guild": args.slots},
@@ -218,7 +220,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             async with open_runtime(settings) as runtime:
                 bot = WiroBot(settings, runtime=runtime)
                 recorder.install()
-                env = simcord.Env(bot, settle_timeout=600.0)
+                env = simcord.Env(bot, settle_timeout=600.0, shard_count=1)
                 try:
                     await env.start()
                     return await drive(env, runtime, recorder, args)
@@ -289,7 +291,7 @@ async def drive(
         stop.set()
         stop_typing.set()
         await asyncio.gather(pump, lag_task, typing, return_exceptions=True)
-    jobs = runtime.engine._jobs.values()
+    jobs = runtime.engine._book.jobs.values()
     return {
         "emitted_seconds": emitted,
         "burst_seconds": burst,

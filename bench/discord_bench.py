@@ -192,6 +192,8 @@ async def bench(
                     "api_key": wiro["api_key"],
                     "api_secret": wiro["api_secret"],
                     "base_url": wiro["base_url"],
+                    # Polling: simcord cannot park a task that waits on a live socket.
+                    "socket_url": "",
                 },
                 database={"path": Path(folder) / "bench.db"},
                 jobs={
@@ -205,7 +207,7 @@ async def bench(
             async with open_runtime(settings) as runtime:
                 bot = WiroBot(settings, runtime=runtime)
                 recorder.install()
-                env = simcord.Env(bot, settle_timeout=120.0)
+                env = simcord.Env(bot, settle_timeout=120.0, shard_count=1)
                 try:
                     await env.start()
                     patience = over + (seconds + jitter) * 4 + 60
