@@ -218,6 +218,10 @@ class JobSettings(_Section):
     #: Seconds a process's claim on a job holds without being renewed; another process on
     #: the same database takes over a dead process's jobs after it.
     claim_lease_seconds: float = Field(default=60, ge=1)
+    #: Processes sharing one database: seconds before a job the others' jobs at Wiro held
+    #: back is tried again with no notice that a slot freed (PostgreSQL's notices wake it
+    #: at once; this is their safety net).
+    shared_recheck_seconds: float = Field(default=5, gt=0, le=600)
     #: Task/Detail calls per second over all tasks, at most (bursts up to as many).
     detail_calls_per_second: float = Field(default=10, gt=0, le=1000)
 

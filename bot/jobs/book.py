@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.jobs.events import EventBus, EventKind, JobEvent
 from bot.jobs.job import ErrorKind, Job, JobState, Output
-from bot.store import Store
+from bot.store import Claim, RunLimits, Store
 from bot.wiro.types import Task
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,6 @@ class JobBook:
         self.active_by_owner: Counter[Owner] = Counter()
         #: Set whenever a slot frees or a job joins the line: the dispatcher looks again.
         self.wakeup = asyncio.Event()
-        #: Jobs at Wiro at once over every process sharing the database (None: this
-        #: process alone uses it, and its own count is the whole count).
-        self.max_active_everywhere: int | None = None
         #: Called after a job is finished and forgotten (e.g. to drop its claim).
         self.on_forget: Callable[[Job], Awaitable[None]] | None = None
 
@@ -79,28 +76,64 @@ class JobBook:
             job.id, self.owner, now=now, until=now + self.lease_seconds
         )
 
-    async def claim_run(self, job: Job) -> bool | None:
+    async def claim_run(self, job: Job, limits: RunLimits | None = None) -> Claim:
         """Mark a waiting job submitted if this process still holds it: the step before its
-        Run. When another process has it, the job is let go here (it runs there). None: the
-        jobs of every process sharing the database fill `max_active_everywhere`."""
+        Run. With `limits` (processes share the database), only while every process's jobs
+        at Wiro stay under them. When it is no longer ours to Run (another process has it,
+        or it was cancelled from elsewhere), it is let go here."""
         now = time.time()
-        claimed = await self.store.jobs.claim_run(
-            job.id,
-            self.owner,
-            submitted_at=now,
-            until=now + self.lease_seconds,
-            max_active=self.max_active_everywhere,
-        )
-        if claimed is None:
-            return None
-        if claimed:
+        jobs = self.store.jobs
+        if limits is None:
+            ran = await jobs.claim_run(
+                job.id, self.owner, submitted_at=now, until=now + self.lease_seconds
+            )
+            claim = Claim.RUN if ran else Claim.GONE
+        else:
+            claim = await jobs.claim_run_within(
+                job.id,
+                self.owner,
+                submitted_at=now,
+                until=now + self.lease_seconds,
+                limits=limits,
+                guild_id=job.guild_id,
+                user_id=job.user_id,
+            )
+        if claim is Claim.RUN:
             job.status, job.submitted_at = JobState.SUBMITTED, now
             self.publish(job)
-            return True
-        log.info("job %s is handled by another process; letting it go", job.id)
-        self.free_slot(job)
+        elif claim is Claim.GONE:
+            self.free_slot(job)
+            stored = await jobs.get(job.id)
+            if (
+                stored is not None
+                and stored.status.is_final
+                and await jobs.holder(job.id) == self.owner
+            ):
+                # Ours, cancelled in line from another process: we announce it.
+                self.finished_elsewhere(job, stored)
+            else:
+                log.info("job %s is handled by another process; letting it go", job.id)
+                self.forget(job)
+        return claim
+
+    def finished_elsewhere(self, job: Job, stored: Job) -> None:
+        """Another process finished (cancelled) a job this one had in hand: take its record
+        as stored, announce it, and forget the job."""
+        for name in (
+            "status",
+            "finished_at",
+            "elapsed_seconds",
+            "error",
+            "error_kind",
+            "cancel_requested",
+            "wiro_status",
+            "cost",
+        ):
+            setattr(job, name, getattr(stored, name))
+        job.waiting_for = None
+        log.info("job %s %s by another process", job.id, job.status.value)
+        self.publish(job, EventKind.FINISHED)
         self.forget(job)
-        return False
 
     # -- slots -----------------------------------------------------------------------------
 

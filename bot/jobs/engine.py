@@ -79,6 +79,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Nonce stripes for processes sharing one Wiro key (and one database): one per live process.
+#: More stripes, more processes; fewer, more requests a second before nonces run ahead of
+#: the clock (1000 / stripes a second).
+NONCE_STRIPES = 16
+
 
 class JobEngine:
     def __init__(
@@ -133,12 +138,12 @@ class JobEngine:
         #: This process's name in the store's job claims.
         self.owner = f"{gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._book = JobBook(store, self.events, self.owner, settings.claim_lease_seconds)
-        if store.jobs.shared:  # several processes may share the database: count them all
-            self._book.max_active_everywhere = settings.max_concurrent
         self._admission = Admission(
             store, catalog, settings, default_model, self._rng, self.prices, self.budgets
         )
         self._dispatcher = Dispatcher(self._book, settings, self._submit)
+        # Several processes may share the database: the limits are counted there.
+        self._dispatcher.shared = store.jobs.shared
         self._canceller = Canceller(self._book, client, self._dispatcher.line)
         self._follower = Follower(
             self._book,
@@ -162,6 +167,8 @@ class JobEngine:
         )
         self._dispatch_task: asyncio.Task[None] | None = None
         self._claims_task: asyncio.Task[None] | None = None
+        self._notices = store.notices()
+        self._asked: set[asyncio.Task[None]] = set()  # cancels asked by other processes
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -170,6 +177,7 @@ class JobEngine:
         await self.prices.load()
         for model, seconds in (await self.store.jobs.typical_durations()).items():
             self.estimates.record(model, seconds)
+        await self._listen()
         await self._take_over()
         self._dispatch_task = asyncio.create_task(self._dispatcher.run(), name="wirobot-dispatch")
         self._claims_task = asyncio.create_task(self._keep_claims(), name="wirobot-claims")
@@ -179,6 +187,7 @@ class JobEngine:
         the rest stays in the database and resumes at the next start."""
         self._closing = True
         background = [t for t in (self._dispatch_task, self._claims_task) if t is not None]
+        background += self._asked
         for task in background:
             task.cancel()
         tasks, jobs = self._book.tasks, self._book.jobs
@@ -196,6 +205,8 @@ class JobEngine:
         # Another process may take the unfinished jobs at once, without waiting for leases.
         with contextlib.suppress(Exception):
             await self.store.jobs.release(self.owner)
+        if self._notices is not None:
+            await self._notices.close()
         self._file_writer.shutdown(wait=True)
         await self.prices.close()
 
@@ -286,7 +297,119 @@ class JobEngine:
     # -- cancelling ----------------------------------------------------------------------------
 
     async def cancel(self, job_id: int) -> CancelResult:
-        return await self._canceller.cancel(job_id)
+        """Cancel a job, from any process sharing the database: one this engine holds is
+        cancelled here; one waiting elsewhere is cancelled in the store; one another live
+        process follows at Wiro is asked of that process (PENDING), which stops it there."""
+        if job_id in self._book.jobs:
+            return await self._canceller.cancel(job_id)
+        jobs = self.store.jobs
+        stored = await jobs.get(job_id)
+        if stored is None:
+            return CancelResult(CancelOutcome.NOT_FOUND, None)
+        now = time.time()
+        if stored.status.is_local and await jobs.cancel_waiting(job_id, now=now):
+            stored = await jobs.get(job_id)
+            assert stored is not None
+            if await jobs.holder(job_id, now=now) in (None, self.owner):
+                # Held by no live process: nobody else will announce it.
+                self._book.publish(stored, EventKind.FINISHED)
+            return CancelResult(CancelOutcome.DROPPED, stored)
+        if stored.status.is_local:
+            stored = await jobs.get(job_id)  # it went on meanwhile
+            assert stored is not None
+        if stored.status.is_final:
+            return CancelResult(CancelOutcome.ALREADY_FINISHED, stored)
+        await jobs.request_cancel(job_id)
+        stored.cancel_requested = True
+        if job_id not in self._book.jobs and await self._book.claim(stored):
+            # Nobody alive follows it (its process died): this one stops it at Wiro.
+            self._book.adopt(stored)
+            self._book.hold_slot(stored)
+            if stored.task_id is not None:
+                result = await self._canceller.cancel(job_id)
+                if result.outcome in (CancelOutcome.FAILED, CancelOutcome.ALREADY_FINISHED):
+                    self._book.spawn(stored, self._follower.follow(stored))
+                return result
+            self._book.spawn(
+                stored, self._submitter.recover(stored, self._submitter.sent_inputs(stored))
+            )
+        return CancelResult(CancelOutcome.PENDING, stored)
+
+    # -- other processes -----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """Hear the other processes sharing the database (PostgreSQL), and take a nonce
+        stripe of this process's own for the Wiro key they share."""
+        if self._notices is None:
+            return
+        try:
+            await self._notices.listen(self._heard)
+            stripe = await self._notices.hold_stripe(NONCE_STRIPES)
+        except Exception:
+            log.exception("cannot listen to the database's notices; looking now and then")
+            return
+        if stripe is None:
+            log.warning("every nonce stripe is held: more than %d processes?", NONCE_STRIPES)
+        else:
+            self.client.credentials.nonces.use_stripe(stripe, NONCE_STRIPES)
+
+    def _heard(self, notice: str) -> None:
+        kind, _, arg = notice.partition(" ")
+        if kind == "freed":
+            self._dispatcher.heard_freed()
+        elif kind == "cancel" and arg.isdigit():
+            job = self._book.jobs.get(int(arg))
+            if job is not None and not job.cancel_requested and not self._closing:
+                self._on_cancel_asked(job)
+
+    def _on_cancel_asked(self, job: Job) -> None:
+        task = asyncio.create_task(self._cancel_asked(job), name=f"wirobot-cancel-{job.id}")
+        self._asked.add(task)
+        task.add_done_callback(self._asked.discard)
+
+    async def _cancel_asked(self, job: Job) -> None:
+        """Another process asked to cancel a job this one holds: cancel it here, as if the
+        Cancel were pressed here (or, if it was cancelled in line there, say so)."""
+        try:
+            if job.status.is_local:
+                stored = await self.store.jobs.get(job.id)
+                if stored is not None and stored.status.is_final:
+                    await self._finished_elsewhere(job, stored)
+                    return
+            result = await self.cancel(job.id)
+            log.info("job %s: cancel asked by another process: %s", job.id, result.outcome)
+        except Exception:
+            log.exception("job %s: a cancel asked by another process failed", job.id)
+
+    async def _look_at_others(self) -> None:
+        """The safety net under the notices: cancels asked of this process's jobs, and
+        jobs in its line that another process finished."""
+        if self._notices is not None and not self._notices.listening:
+            await self._listen()
+        book = self._book
+        for job_id in await self.store.jobs.cancels_asked(self.owner):
+            job = book.jobs.get(job_id)
+            if job is not None and not job.cancel_requested:
+                self._on_cancel_asked(job)
+        waiting = self._dispatcher.line_ids()
+        for stored in await self.store.jobs.finished_among(waiting):
+            job = book.jobs.get(stored.id)
+            if job is not None:
+                await self._finished_elsewhere(job, stored)
+
+    async def _finished_elsewhere(self, job: Job, stored: Job) -> None:
+        """A job in this process's line that another process finished (cancelled): out of
+        the line; announced here when it is this process's own (the other announced it
+        otherwise), forgotten either way."""
+        book = self._book
+        async with book.lock(job):
+            if job.id not in book.jobs or not job.status.is_local:
+                return
+            self._dispatcher.line.remove(job.id)
+            if await self.store.jobs.holder(job.id) == self.owner:
+                book.finished_elsewhere(job, stored)
+            else:
+                book.forget(job)
 
     # -- resuming and claims ------------------------------------------------------------------
 
@@ -313,6 +436,7 @@ class JobEngine:
                 )
                 self._let_go_of_lost_claims(claimed, held)
                 await self._take_over()
+                await self._look_at_others()
             except Exception:
                 log.exception("renewing job claims failed; trying again in %.0f s", every)
 

@@ -22,6 +22,7 @@ from bot.jobs.following import Follower
 from bot.jobs.job import ErrorKind, Job, JobState
 from bot.jobs.lost_runs import LostRuns
 from bot.jobs.wording import error_kind
+from bot.store import Claim
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import (
     ConcurrencyLimit,
@@ -91,18 +92,22 @@ class Submitter:
                 kind=ErrorKind.REJECTED,
             )
             return
+        dispatcher = self._dispatcher
+        heard = dispatcher.freed_heard
         async with book.lock(job):
             if job.status is not JobState.WAITING:
                 gate.not_answered(probe)
                 return  # cancelled while it was being picked
-            claimed = await book.claim_run(job)
-            if claimed is False:
-                gate.not_answered(probe)
-                return  # another process on this database has it
-        if claimed is None:
-            # Every process's jobs at Wiro fill jobs.max_concurrent: as when Wiro is full,
-            # ours at Wiro are the ceiling for now, and the job waits first in line.
-            gate.full(book.active - 1)
+            claim = await book.claim_run(job, dispatcher.limits_for(job))
+        if claim is Claim.GONE:
+            gate.not_answered(probe)
+            return  # another process on this database has it, or it was cancelled there
+        if claim is not Claim.RUN:
+            # The other processes' jobs at Wiro fill a limit we share (or its row was busy):
+            # not Wiro's refusal, so the gate is left alone; the job waits first in line
+            # until a slot frees anywhere.
+            gate.not_answered(probe)
+            dispatcher.held_back(job, claim, heard=heard)
             await self._requeue(job)
             return
         try:

@@ -50,6 +50,9 @@ class WaitingLine:
     def __contains__(self, job_id: int) -> bool:
         return job_id in self._ids
 
+    def ids(self) -> list[int]:
+        return list(self._ids)
+
     def push(self, job: Job, *, front: bool = False) -> None:
         """Add a job; `front` puts it back first in line (a refused submission)."""
         if job.id in self._ids:

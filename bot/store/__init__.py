@@ -11,13 +11,23 @@ from bot.store.batch import WriteBatcher
 from bot.store.database import connect, connect_url, schema_version
 from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
-from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
+from bot.store.jobs import Claim, HistoryQuery, JobRepository, NewJob, RunLimits, StoredFile
+from bot.store.notices import Notices
 from bot.store.postgres import PgConnection
 from bot.store.spend import SpendRepository
 from bot.store.tools import ToolDetailCache
 from bot.store.transfer import Copied, TransferError, copy_sqlite_to_postgres
 
-__all__ = ["GuildSettings", "HistoryQuery", "NewJob", "Store", "StoredFile"]
+__all__ = [
+    "Claim",
+    "GuildSettings",
+    "HistoryQuery",
+    "NewJob",
+    "Notices",
+    "RunLimits",
+    "Store",
+    "StoredFile",
+]
 
 
 class Store:
@@ -32,6 +42,7 @@ class Store:
         self.tools = ToolDetailCache(conn)
         self.spend = SpendRepository(conn)
         self.gallery = GalleryRepository(conn)
+        self._notices: Notices | None = None
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -52,7 +63,19 @@ class Store:
             raise TransferError("the target must be PostgreSQL (database.url)")
         return await copy_sqlite_to_postgres(source, self._conn)
 
+    def notices(self) -> Notices | None:
+        """Notices from the other processes sharing this database (PostgreSQL); None when
+        there can be none to hear (SQLite: the engine looks again now and then instead)."""
+        url = getattr(self._conn, "url", None)
+        if not isinstance(self._conn, PgConnection) or url is None:
+            return None
+        if self._notices is None:
+            self._notices = Notices(url)
+        return self._notices
+
     async def close(self) -> None:
+        if self._notices is not None:
+            await self._notices.close()
         await self.writes.drain()
         await self._conn.close()
 

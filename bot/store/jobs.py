@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 import aiosqlite
@@ -56,6 +57,15 @@ _INPUT_SETS_CACHED = 10_000
 #: The advisory lock processes sharing PostgreSQL take turns on before a Run.
 _RUN_LOCK = 0x77697231
 
+#: The channel on which processes sharing PostgreSQL hear of each other's changes (see
+#: `bot.store.notices`): "freed" when a job left Wiro's slots (finished, or back in line),
+#: "cancel <id>" when someone asked to cancel a job.
+NOTICES = "wirobot_jobs"
+_NOTIFY = f"SELECT pg_notify('{NOTICES}', ?)"
+#: The states in which a job holds a slot at Wiro (the engine's `book.ACTIVE`), spelled out
+#: for the partial index `jobs_unfinished` (migration 0001): a count reads the active rows only.
+_ACTIVE_SQL = f"status NOT IN {_FINAL_SQL} AND status IN ('submitted', 'queued', 'running')"
+
 #: Typical durations are learned from this many most recent jobs (a rowid range, no scan).
 _RECENT_JOBS = 2000
 #: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
@@ -76,6 +86,27 @@ class NewJob:
     lease_until: float | None = None
     #: The price foreseen (None: unknown); counts against budgets until the cost is known.
     estimate: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    """Jobs at Wiro at once over every process sharing the database: in all, for the job's
+    server, and for its member on that server."""
+
+    everywhere: int
+    per_guild: int
+    per_member: int
+
+
+class Claim(Enum):
+    """What `claim_run_within` found."""
+
+    RUN = "run"  # the job is ours to Run now
+    GONE = "gone"  # no longer waiting, or another live process holds it
+    BUSY = "busy"  # another process is writing its row this moment: try again shortly
+    FULL = "full"  # every process's jobs at Wiro fill RunLimits.everywhere
+    GUILD_FULL = "guild_full"  # ... the server's share
+    MEMBER_FULL = "member_full"  # ... the member's share
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +210,20 @@ class JobRepository:
         if unknown:
             raise ValueError(f"not updatable: {sorted(unknown)}")
         if fields:
-            await self._writes.write(_update(job_id, fields))
+            await self._writes.write(_update(job_id, fields), *self._notices(job_id, fields))
+
+    def _notices(self, job_id: int, fields: dict[str, Any]) -> list[Statement]:
+        """What other processes sharing the database must hear of this change, said in its
+        own transaction (PostgreSQL delivers a NOTIFY at commit, equal ones once)."""
+        if not self.shared:
+            return []
+        notices: list[Statement] = []
+        status = fields.get("status")
+        if status is not None and (status in _FINAL or status in ("waiting", JobState.WAITING)):
+            notices.append((_NOTIFY, ("freed",)))  # it left Wiro's slots, or may have
+        if fields.get("cancel_requested"):
+            notices.append((_NOTIFY, (f"cancel {job_id}",)))
+        return notices
 
     async def claim_status(self, job_id: int, expected: JobState, new: JobState) -> bool:
         """Move a job from `expected` to `new` only if it is still there (compare-and-set)."""
@@ -206,43 +250,102 @@ class JobRepository:
         return written.rowcount == 1
 
     async def claim_run(
+        self, job_id: int, owner: str, *, submitted_at: float, until: float
+    ) -> bool:
+        """Mark a waiting job submitted and held by `owner`, only if it is still waiting and
+        no other live process holds it (compare-and-set): the one step before a Run, so no
+        job is ever Run twice."""
+        written = await self._writes.write(_claim_run(job_id, owner, submitted_at, until))
+        return written.rowcount == 1
+
+    async def claim_run_within(
         self,
         job_id: int,
         owner: str,
         *,
         submitted_at: float,
         until: float,
-        max_active: int | None = None,
-    ) -> bool | None:
-        """Mark a waiting job submitted and held by `owner`, only if it is still waiting and
-        no other live process holds it (compare-and-set): the one step before a Run, so no
-        job is ever Run twice.
+        limits: RunLimits,
+        guild_id: int | None,
+        user_id: int | None,
+    ) -> Claim:
+        """`claim_run`, only while every process's jobs at Wiro (in all, of the job's server,
+        of its member there) stay under `limits`: the limits hold across processes.
 
-        With `max_active` (PostgreSQL, shared by several processes): only while fewer jobs
-        than that, of every process, are at Wiro; None when they fill it. Processes take
-        turns at this check (an advisory lock), so together they never exceed it."""
-        statement: Statement = (
-            "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?,"
-            " lease_until = ? WHERE id = ? AND status = 'waiting'"
-            " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
-            (submitted_at, owner, until, job_id, owner, submitted_at),
+        PostgreSQL: processes take turns at the count (a transaction-scoped advisory lock, a
+        few milliseconds), and the job's row is taken `FOR UPDATE SKIP LOCKED`, so a claim
+        never waits on a row another process is writing (BUSY instead). SQLite: one writer
+        at a time, so one conditional UPDATE is the whole claim."""
+
+        async def counts() -> tuple[int, int, int]:
+            return await self.active_counts(guild_id=guild_id, user_id=user_id)
+
+        claim = _claim_run(job_id, owner, submitted_at, until)
+        if not is_postgres(self._conn):
+            sql, params = claim
+            written = await self._writes.write(
+                (
+                    f"{sql} AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL}) < ?"
+                    f" AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL} AND guild_id IS ?) < ?"
+                    f" AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL} AND guild_id IS ?"
+                    " AND user_id IS ?) < ?",
+                    (
+                        *params,
+                        limits.everywhere,
+                        guild_id,
+                        limits.per_guild,
+                        guild_id,
+                        user_id,
+                        limits.per_member,
+                    ),
+                )
+            )
+            if written.rowcount == 1:
+                return Claim.RUN
+            # Why not: read after the fact (the answer only decides when to look again).
+            if not await self._claimable(job_id, owner, submitted_at):
+                return Claim.GONE
+            return _which_full(await counts(), limits) or Claim.BUSY
+        # Count and mark on one connection under the lock (not through the batcher, which
+        # would need a second pooled connection while this one waits).
+        async with transaction(self._conn):
+            await self._conn.execute("SELECT pg_advisory_xact_lock(?)", (_RUN_LOCK,))
+            rows = await self._fetch(
+                "SELECT id FROM jobs WHERE id = ? AND status = 'waiting' AND (owner IS NULL"
+                " OR owner = ? OR lease_until IS NULL OR lease_until < ?)"
+                " FOR UPDATE SKIP LOCKED",
+                (job_id, owner, submitted_at),
+            )
+            if not rows:
+                claimable = await self._claimable(job_id, owner, submitted_at)
+                return Claim.BUSY if claimable else Claim.GONE
+            full = _which_full(await counts(), limits)
+            if full is not None:
+                return full
+            cursor = await self._conn.execute(*claim)
+            return Claim.RUN if cursor.rowcount == 1 else Claim.GONE
+
+    async def _claimable(self, job_id: int, owner: str, now: float) -> bool:
+        """Whether `owner` could claim this waiting job (a plain read: it never waits)."""
+        rows = await self._fetch(
+            "SELECT 1 FROM jobs WHERE id = ? AND status = 'waiting' AND (owner IS NULL"
+            " OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+            (job_id, owner, now),
         )
-        if max_active is not None and is_postgres(self._conn):
-            # Count and mark on one connection under the lock (not through the batcher,
-            # which would need a second pooled connection while this one waits).
-            async with transaction(self._conn):
-                await self._conn.execute("SELECT pg_advisory_xact_lock(?)", (_RUN_LOCK,))
-                async with self._conn.execute(
-                    f"SELECT COUNT(*) FROM jobs WHERE status NOT IN {_FINAL_SQL}"
-                    " AND status NOT IN ('created', 'waiting')"
-                ) as cursor:
-                    row = await cursor.fetchone()
-                if row is not None and int(row[0]) >= max_active:
-                    return None
-                cursor = await self._conn.execute(*statement)
-                return cursor.rowcount == 1
-        written = await self._writes.write(statement)
-        return written.rowcount == 1
+        return bool(rows)
+
+    async def active_counts(
+        self, *, guild_id: int | None, user_id: int | None
+    ) -> tuple[int, int, int]:
+        """Jobs holding a slot at Wiro, over every process: in all, of a server, of a member
+        of it (from the partial index of unfinished jobs: the active rows only)."""
+        rows = await self._fetch(
+            f"SELECT COUNT(*), coalesce(SUM(CASE WHEN guild_id IS ? THEN 1 ELSE 0 END), 0),"
+            " coalesce(SUM(CASE WHEN guild_id IS ? AND user_id IS ? THEN 1 ELSE 0 END), 0)"
+            f" FROM jobs WHERE {_ACTIVE_SQL}",
+            (guild_id, guild_id, user_id),
+        )
+        return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
     async def renew(self, owner: str, *, until: float) -> set[int]:
         """Extend the lease of every unfinished job `owner` holds; returns their ids."""
@@ -267,6 +370,69 @@ class JobRepository:
                 (owner,),
             )
         )
+
+    # -- cancelling from any process ----------------------------------------------------------
+
+    async def cancel_waiting(self, job_id: int, *, now: float) -> bool:
+        """Cancel a job that never reached Wiro, whichever process has it in line
+        (compare-and-set on its state: the one holding it would Run it only from 'waiting')."""
+        # The notice first, so the UPDATE's count is the write's answer (a NOTIFY goes at
+        # commit whatever its place; one that finds nothing changed is ignored).
+        written = await self._writes.write(
+            *self._notices(job_id, {"cancel_requested": True}),
+            (
+                "UPDATE jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ?,"
+                " elapsed_seconds = ? - created_at WHERE id = ?"
+                " AND status IN ('created', 'waiting')",
+                (now, now, job_id),
+            ),
+        )
+        return written.rowcount == 1
+
+    async def request_cancel(self, job_id: int) -> bool:
+        """Ask whichever process follows an unfinished job to cancel it (the notice reaches
+        it at once on PostgreSQL; otherwise at its next look, `cancels_asked`)."""
+        written = await self._writes.write(
+            *self._notices(job_id, {"cancel_requested": True}),
+            (
+                f"UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status NOT IN {_FINAL_SQL}",
+                (job_id,),
+            ),
+        )
+        return written.rowcount == 1
+
+    async def holder(self, job_id: int, *, now: float | None = None) -> str | None:
+        """The process that holds a job (created or claimed it); with `now`, only while its
+        lease holds."""
+        rows = await self._fetch("SELECT owner, lease_until FROM jobs WHERE id = ?", (job_id,))
+        if not rows or rows[0][0] is None:
+            return None
+        if now is not None and (rows[0][1] is None or float(rows[0][1]) < now):
+            return None
+        return str(rows[0][0])
+
+    async def cancels_asked(self, owner: str) -> set[int]:
+        """Unfinished jobs `owner` holds that someone asked to cancel."""
+        rows = await self._fetch(
+            f"SELECT id FROM jobs WHERE status NOT IN {_FINAL_SQL} AND owner = ?"
+            " AND cancel_requested <> 0",
+            (owner,),
+        )
+        return {int(row[0]) for row in rows}
+
+    async def finished_among(self, job_ids: Iterable[int]) -> list[Job]:
+        """Those of these jobs that are finished (another process ended them)."""
+        ids = list(job_ids)
+        found: list[Job] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._fetch(
+                f"{_SELECT_JOBS} WHERE jobs.id IN ({', '.join('?' for _ in chunk)})"
+                f" AND status IN {_FINAL_SQL}",
+                tuple(chunk),
+            )
+            found += [_job(row) for row in rows]
+        return found
 
     async def unclaimed(self, *, now: float) -> list[Job]:
         """Unfinished jobs nobody holds: never claimed, released, or their lease has passed."""
@@ -471,6 +637,7 @@ class JobRepository:
             )
         if fields:
             statements.append(_update(job_id, fields))
+            statements += self._notices(job_id, fields)
         if statements:
             await self._writes.write(*statements)
 
@@ -715,3 +882,24 @@ def _pixels(inputs: dict[str, Any]) -> int | None:
 
 def _money(pico: int | None) -> Decimal | None:
     return None if pico is None else from_pico(int(pico))
+
+
+def _claim_run(job_id: int, owner: str, submitted_at: float, until: float) -> Statement:
+    return (
+        "UPDATE jobs SET status = 'submitted', submitted_at = ?, owner = ?,"
+        " lease_until = ? WHERE id = ? AND status = 'waiting'"
+        " AND (owner IS NULL OR owner = ? OR lease_until IS NULL OR lease_until < ?)",
+        (submitted_at, owner, until, job_id, owner, submitted_at),
+    )
+
+
+def _which_full(counts: tuple[int, int, int], limits: RunLimits) -> Claim | None:
+    """Which limit the counts (in all, server, member) reach; None: none."""
+    everywhere, guild, member = counts
+    if everywhere >= limits.everywhere:
+        return Claim.FULL
+    if guild >= limits.per_guild:
+        return Claim.GUILD_FULL
+    if member >= limits.per_member:
+        return Claim.MEMBER_FULL
+    return None

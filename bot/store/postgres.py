@@ -166,8 +166,10 @@ class PgConnection:
 
     dialect = "postgresql"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str | None = None) -> None:
         self.pool = pool
+        #: Where it connects (for a connection of one's own: `bot.store.notices`).
+        self.url = url
 
     def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Pending:
         values = tuple(parameters) if parameters is not None else ()
@@ -234,7 +236,7 @@ async def connect(url: str, *, min_size: int = 1, max_size: int = 10) -> PgConne
     from bot.store.database import migrate_postgres
 
     pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
-    conn = PgConnection(pool)
+    conn = PgConnection(pool, url)
     try:
         await migrate_postgres(conn)
     except BaseException:

@@ -4,6 +4,12 @@ Signature mode sends `x-api-key`, `x-nonce` and `x-signature`, where
 `x-signature = hex(HMAC_SHA256(key=API_KEY, message=API_SECRET + NONCE))`; key-only mode sends
 `x-api-key` alone. Every request gets a fresh nonce: unique and strictly increasing, also for
 requests sent in parallel (as Wiro's own mobile SDK does).
+
+Several processes signing with one key must not send the same nonce: each then takes a
+*stripe*, and its nonces are the millisecond numbers that leave its stripe as remainder
+(`nonce % stripes == stripe`), still strictly increasing and close to the clock (a process
+runs ahead of the clock only beyond 1000 / stripes requests a second). Who holds which stripe
+is agreed elsewhere (`bot.store.notices`: one per live process).
 """
 
 from __future__ import annotations
@@ -25,19 +31,33 @@ class NonceSource:
     """Unique, strictly increasing millisecond nonces.
 
     A nonce is the current unix time in milliseconds, or one more than the previous nonce when
-    the clock has not moved on (or went backwards). Safe to share between tasks and threads.
+    the clock has not moved on (or went backwards); with a stripe, the next number from there
+    in the stripe. Safe to share between tasks and threads.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, *, stripe: int = 0, stripes: int = 1
+    ) -> None:
         self._clock = clock
         self._last = 0
         self._lock = threading.Lock()
+        self.use_stripe(stripe, stripes)
+
+    def use_stripe(self, stripe: int, stripes: int) -> None:
+        """From now on, only nonces with `nonce % stripes == stripe` (processes that hold
+        different stripes of the same count never send the same nonce)."""
+        if stripes < 1 or not 0 <= stripe < stripes:
+            raise ValueError(f"stripe {stripe} of {stripes}")
+        with self._lock:
+            self._stripe, self._stripes = stripe, stripes
 
     def next(self) -> str:
         with self._lock:
             now_ms = int(self._clock() * 1000)
-            self._last = max(now_ms, self._last + 1)
-            return str(self._last)
+            nonce = max(now_ms, self._last + 1)
+            nonce += (self._stripe - nonce) % self._stripes
+            self._last = nonce
+            return str(nonce)
 
 
 class Credentials:
@@ -65,6 +85,10 @@ class Credentials:
     def signs(self) -> bool:
         """True in signature mode, False in key-only mode."""
         return self._api_secret is not None
+
+    @property
+    def nonces(self) -> NonceSource:
+        return self._nonces
 
     def headers(self) -> dict[str, str]:
         """Fresh authentication headers for one request (a new nonce each call)."""

@@ -161,6 +161,11 @@ class WiroClient:
         self._in_flight = asyncio.Semaphore(limit)
 
     @property
+    def credentials(self) -> Credentials:
+        """Whose requests these are (their nonces: `Credentials.nonces`)."""
+        return self._credentials
+
+    @property
     def base_url(self) -> str:
         return self._base_url
 
