@@ -108,6 +108,11 @@ class Dispatcher:
         again = loop.time() + (min(self.recheck, 0.05) if soon else self.recheck)
         self._recheck_at = again if self._recheck_at is None else min(self._recheck_at, again)
 
+    @property
+    def holding_back(self) -> bool:
+        """Whether some waiting jobs are held back by the other processes' jobs at Wiro."""
+        return bool(self._full)
+
     def heard_freed(self) -> None:
         """A slot freed somewhere (a notice from another process, or this one's own)."""
         self.freed_heard += 1
