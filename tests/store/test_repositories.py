@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from bot.jobs.job import JobState, Output, Requester
-from bot.store import GuildSettings, NewJob, Store, StoredFile
+from bot.store import Claim, GuildSettings, NewJob, RunLimits, Store, StoredFile
 from bot.store.spend import Budget
 from tests.conftest import open_store
 
@@ -64,6 +64,75 @@ async def test_a_job_reads_back_with_its_outputs_and_64_bit_ids(store: Store) ->
     )
     again = await store.jobs.get(job_id)
     assert again is not None and [o.name for o in again.outputs] == ["b.png"]
+
+
+async def test_claims_within_limits_count_every_process_jobs_at_wiro(store: Store) -> None:
+    # Two of the server's jobs are at Wiro (one process's or another's: the store counts).
+    bob = Requester(user_id=2, guild_id=GUILD, channel_id=1000)
+    carol = Requester(user_id=3, guild_id=GUILD + 1, channel_id=2000)
+    for who in (ALICE, bob):
+        held = await new_job(store, who=who, status=JobState.WAITING)
+        now = time.time()
+        assert await store.jobs.claim_run(held, "elsewhere", submitted_at=now, until=now + 30)
+    assert await store.jobs.active_counts(guild_id=GUILD, user_id=ALICE.user_id) == (2, 2, 1)
+
+    async def claim(who: Requester, limits: RunLimits, owner: str = "here") -> Claim:
+        job_id = await new_job(store, who=who, status=JobState.WAITING)
+        now = time.time()
+        return await store.jobs.claim_run_within(
+            job_id,
+            owner,
+            submitted_at=now,
+            until=now + 30,
+            limits=limits,
+            guild_id=who.guild_id,
+            user_id=who.user_id,
+        )
+
+    assert await claim(ALICE, RunLimits(2, 8, 8)) is Claim.FULL
+    assert await claim(ALICE, RunLimits(8, 2, 8)) is Claim.GUILD_FULL
+    assert await claim(ALICE, RunLimits(8, 8, 1)) is Claim.MEMBER_FULL
+    assert await claim(carol, RunLimits(8, 2, 1)) is Claim.RUN  # another server, another member
+    assert await claim(ALICE, RunLimits(8, 8, 2)) is Claim.RUN
+    assert await store.jobs.active_counts(guild_id=GUILD, user_id=ALICE.user_id) == (4, 3, 2)
+
+    # Another live process holds it: gone for this one, whatever the limits.
+    now = time.time()
+    theirs = await new_job(store, status=JobState.WAITING, owner="elsewhere", lease_until=now + 30)
+    assert (
+        await store.jobs.claim_run_within(
+            theirs,
+            "here",
+            submitted_at=now,
+            until=now + 30,
+            limits=RunLimits(99, 99, 99),
+            guild_id=GUILD,
+            user_id=ALICE.user_id,
+        )
+        is Claim.GONE
+    )
+
+
+async def test_a_waiting_job_is_cancelled_from_any_process_and_a_running_one_asked(
+    store: Store,
+) -> None:
+    now = time.time()
+    waiting = await new_job(store, status=JobState.WAITING, owner="a", lease_until=now + 30)
+    assert await store.jobs.cancel_waiting(waiting, now=now + 1)
+    assert not await store.jobs.cancel_waiting(waiting, now=now + 2)  # once
+    job = await store.jobs.get(waiting)
+    assert job is not None and job.status is JobState.CANCELLED and job.finished_at == now + 1
+    assert await store.jobs.holder(waiting) == "a"
+    assert await store.jobs.holder(waiting, now=now + 60) is None  # its lease has passed
+
+    running = await new_job(store, status=JobState.WAITING)
+    assert await store.jobs.claim_run(running, "a", submitted_at=now, until=now + 30)
+    assert not await store.jobs.cancel_waiting(running, now=now)  # at Wiro: not in line
+    assert await store.jobs.cancels_asked("a") == set()
+    assert await store.jobs.request_cancel(running)
+    assert await store.jobs.cancels_asked("a") == {running}
+    assert await store.jobs.cancels_asked("b") == set()
+    assert [j.id for j in await store.jobs.finished_among([waiting, running])] == [waiting]
 
 
 async def test_claims_give_each_job_one_owner_and_one_run(store: Store) -> None:

@@ -98,3 +98,32 @@ async def test_key_only_mode_against_key_only_project() -> None:
             result = await client.run("a/b", {"prompt": "x"})
         assert result.taskid in server.tasks
         assert server.nonces == []
+
+
+def test_processes_on_one_key_with_their_own_stripes_never_send_the_same_nonce() -> None:
+    # Three processes whose clocks read the same millisecond at every request: plain
+    # millisecond nonces would all be equal; striped, none repeats and each still increases.
+    stripes = 3
+    sources = [
+        NonceSource(clock=lambda: 1_734_513_807.123, stripe=n, stripes=stripes)
+        for n in range(stripes)
+    ]
+    sent = [[int(source.next()) for _ in range(200)] for source in sources]
+    everything = [nonce for mine in sent for nonce in mine]
+    assert len(set(everything)) == len(everything)
+    for n, mine in enumerate(sent):
+        assert mine == sorted(set(mine))
+        assert {nonce % stripes for nonce in mine} == {n}
+        # Close to the clock: 200 requests in one millisecond run ahead by 200 stripes.
+        assert 1_734_513_807_123 <= mine[0] < 1_734_513_807_123 + stripes
+    unstriped = [NonceSource(clock=lambda: 1_734_513_807.123) for _ in range(2)]
+    assert unstriped[0].next() == unstriped[1].next()  # what the stripes are for
+
+
+def test_a_stripe_is_one_of_its_count() -> None:
+    for stripe, stripes in ((0, 0), (3, 3), (-1, 4)):
+        try:
+            NonceSource(stripe=stripe, stripes=stripes)
+        except ValueError:
+            continue
+        raise AssertionError(f"stripe {stripe} of {stripes} was taken")
