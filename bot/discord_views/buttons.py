@@ -214,6 +214,8 @@ def _cancel_words(outcome: CancelOutcome, job: Job | None, detail: str) -> str:
         return "Stopped. Wiro was already generating; it has been stopped."
     if outcome is CancelOutcome.PENDING:
         return "Cancelling: it is being sent to Wiro and will be stopped as soon as Wiro answers."
+    if outcome is CancelOutcome.ASKED:
+        return "Cancelling: the bot process running it is stopping it at Wiro now."
     if outcome is CancelOutcome.NOT_FOUND:
         return "This job no longer exists."
     if outcome is CancelOutcome.FAILED:

@@ -28,6 +28,7 @@ class CancelOutcome(StrEnum):
     CANCELLED = "cancelled"  # queued at Wiro: Task/Cancel
     KILLED = "killed"  # running at Wiro: Task/Kill
     PENDING = "pending"  # Run in flight: cancelled as soon as Wiro answers
+    ASKED = "asked"  # another process follows it at Wiro: asked to stop it there
     ALREADY_FINISHED = "already_finished"
     NOT_FOUND = "not_found"
     FAILED = "failed"  # Wiro did not take the cancel; the job goes on

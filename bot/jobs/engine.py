@@ -333,7 +333,8 @@ class JobEngine:
             self._book.spawn(
                 stored, self._submitter.recover(stored, self._submitter.sent_inputs(stored))
             )
-        return CancelResult(CancelOutcome.PENDING, stored)
+            return CancelResult(CancelOutcome.PENDING, stored)
+        return CancelResult(CancelOutcome.ASKED, stored)
 
     # -- other processes -----------------------------------------------------------------------
 

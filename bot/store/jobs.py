@@ -270,7 +270,8 @@ class JobRepository:
         user_id: int | None,
     ) -> Claim:
         """`claim_run`, only while every process's jobs at Wiro (in all, of the job's server,
-        of its member there) stay under `limits`: the limits hold across processes.
+        of its member there) stay under `limits`: the limits hold across processes. A job
+        with no server or no member (the command line's) counts against the whole only.
 
         PostgreSQL: processes take turns at the count (a transaction-scoped advisory lock, a
         few milliseconds), and the job's row is taken `FOR UPDATE SKIP LOCKED`, so a claim
@@ -283,29 +284,24 @@ class JobRepository:
         claim = _claim_run(job_id, owner, submitted_at, until)
         if not is_postgres(self._conn):
             sql, params = claim
-            written = await self._writes.write(
-                (
-                    f"{sql} AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL}) < ?"
-                    f" AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL} AND guild_id IS ?) < ?"
+            sql += f" AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL}) < ?"
+            params = (*params, limits.everywhere)
+            if guild_id is not None:
+                sql += f" AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL} AND guild_id = ?) < ?"
+                params = (*params, guild_id, limits.per_guild)
+            if user_id is not None:
+                sql += (
                     f" AND (SELECT COUNT(*) FROM jobs WHERE {_ACTIVE_SQL} AND guild_id IS ?"
-                    " AND user_id IS ?) < ?",
-                    (
-                        *params,
-                        limits.everywhere,
-                        guild_id,
-                        limits.per_guild,
-                        guild_id,
-                        user_id,
-                        limits.per_member,
-                    ),
+                    " AND user_id = ?) < ?"
                 )
-            )
+                params = (*params, guild_id, user_id, limits.per_member)
+            written = await self._writes.write((sql, params))
             if written.rowcount == 1:
                 return Claim.RUN
             # Why not: read after the fact (the answer only decides when to look again).
             if not await self._claimable(job_id, owner, submitted_at):
                 return Claim.GONE
-            return _which_full(await counts(), limits) or Claim.BUSY
+            return _which_full(await counts(), limits, guild_id, user_id) or Claim.BUSY
         # Count and mark on one connection under the lock (not through the batcher, which
         # would need a second pooled connection while this one waits).
         async with transaction(self._conn):
@@ -319,7 +315,7 @@ class JobRepository:
             if not rows:
                 claimable = await self._claimable(job_id, owner, submitted_at)
                 return Claim.BUSY if claimable else Claim.GONE
-            full = _which_full(await counts(), limits)
+            full = _which_full(await counts(), limits, guild_id, user_id)
             if full is not None:
                 return full
             cursor = await self._conn.execute(*claim)
@@ -893,13 +889,16 @@ def _claim_run(job_id: int, owner: str, submitted_at: float, until: float) -> St
     )
 
 
-def _which_full(counts: tuple[int, int, int], limits: RunLimits) -> Claim | None:
-    """Which limit the counts (in all, server, member) reach; None: none."""
+def _which_full(
+    counts: tuple[int, int, int], limits: RunLimits, guild_id: int | None, user_id: int | None
+) -> Claim | None:
+    """Which limit the counts (in all, server, member) reach; None: none. A job with no
+    server or no member (the CLI's) counts in all only."""
     everywhere, guild, member = counts
     if everywhere >= limits.everywhere:
         return Claim.FULL
-    if guild >= limits.per_guild:
+    if guild_id is not None and guild >= limits.per_guild:
         return Claim.GUILD_FULL
-    if member >= limits.per_member:
+    if user_id is not None and member >= limits.per_member:
         return Claim.MEMBER_FULL
     return None

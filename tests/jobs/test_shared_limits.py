@@ -198,7 +198,7 @@ async def test_cancel_in_another_process_stops_the_task_where_it_runs(
         job = await first.submit(request("to be cancelled from elsewhere"))
         await until(lambda: (j := first.peek(job.id)) is not None and j.task_id is not None)
         result = await second.cancel(job.id)
-        assert result.outcome is CancelOutcome.PENDING  # asked of the first process
+        assert result.outcome is CancelOutcome.ASKED  # of the first process
         done = await finished(first_events, job.id)
     assert done.status is JobState.CANCELLED
     task_id = run_of(wiro, job.prompt)

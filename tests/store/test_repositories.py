@@ -95,6 +95,9 @@ async def test_claims_within_limits_count_every_process_jobs_at_wiro(store: Stor
     assert await claim(carol, RunLimits(8, 2, 1)) is Claim.RUN  # another server, another member
     assert await claim(ALICE, RunLimits(8, 8, 2)) is Claim.RUN
     assert await store.jobs.active_counts(guild_id=GUILD, user_id=ALICE.user_id) == (4, 3, 2)
+    # The command line's jobs have no server and no member: only the whole counts for them.
+    assert await claim(CLI, RunLimits(8, 1, 1)) is Claim.RUN
+    assert await claim(CLI, RunLimits(5, 1, 1)) is Claim.FULL
 
     # Another live process holds it: gone for this one, whatever the limits.
     now = time.time()
