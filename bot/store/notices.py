@@ -30,7 +30,7 @@ class Notices:
     def __init__(self, url: str) -> None:
         self._url = url
         self._conn: asyncpg.Connection | None = None
-        self._on_notice: Callable[[str], None] | None = None
+        self._listeners: list[Callable[[str], None]] = []
         self._stripe: tuple[int, int] | None = None  # (held, of how many)
 
     @property
@@ -39,7 +39,8 @@ class Notices:
 
     async def listen(self, on_notice: Callable[[str], None]) -> None:
         """Hear every notice from now on (again after a lost connection: call it again)."""
-        self._on_notice = on_notice
+        if on_notice not in self._listeners:
+            self._listeners.append(on_notice)
         if self.listening:
             return
         if self._conn is not None:
@@ -54,8 +55,8 @@ class Notices:
                 log.warning("nonce stripe %d was taken meanwhile; nonces may repeat", held)
 
     def _heard(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        if self._on_notice is not None:
-            self._on_notice(str(payload))
+        for listener in self._listeners:
+            listener(str(payload))
 
     async def hold_stripe(self, stripes: int, *, prefer: int = 0) -> int | None:
         """A stripe in range(stripes) no other live process holds (`prefer` first), held
