@@ -169,6 +169,7 @@ class JobEngine:
         self._claims_task: asyncio.Task[None] | None = None
         self._notices = store.notices()
         self._asked: set[asyncio.Task[None]] = set()  # cancels asked by other processes
+        self._taking_over: asyncio.Task[None] | None = None  # jobs another process released
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -188,6 +189,8 @@ class JobEngine:
         self._closing = True
         background = [t for t in (self._dispatch_task, self._claims_task) if t is not None]
         background += self._asked
+        if self._taking_over is not None:
+            background.append(self._taking_over)
         for task in background:
             task.cancel()
         tasks, jobs = self._book.tasks, self._book.jobs
@@ -358,10 +361,22 @@ class JobEngine:
         kind, _, arg = notice.partition(" ")
         if kind == "freed":
             self._dispatcher.heard_freed()
+        elif kind == "released" and not self._closing:
+            # A process stopping gave up its jobs: take them now, not at the next look.
+            if self._taking_over is None or self._taking_over.done():
+                self._taking_over = asyncio.create_task(
+                    self._take_over_now(), name="wirobot-take-over"
+                )
         elif kind == "cancel" and arg.isdigit():
             job = self._book.jobs.get(int(arg))
             if job is not None and not job.cancel_requested and not self._closing:
                 self._on_cancel_asked(job)
+
+    async def _take_over_now(self) -> None:
+        try:
+            await self._take_over()
+        except Exception:
+            log.exception("taking over released jobs failed; the next look tries again")
 
     def _on_cancel_asked(self, job: Job) -> None:
         task = asyncio.create_task(self._cancel_asked(job), name=f"wirobot-cancel-{job.id}")

@@ -59,7 +59,8 @@ _RUN_LOCK = 0x77697231
 
 #: The channel on which processes sharing PostgreSQL hear of each other's changes (see
 #: `bot.store.notices`): "freed" when a job left Wiro's slots (finished, or back in line),
-#: "cancel <id>" when someone asked to cancel a job.
+#: "cancel <id>" when someone asked to cancel a job, "released" when a process stopping
+#: gave up its jobs.
 NOTICES = "wirobot_jobs"
 _NOTIFY = f"SELECT pg_notify('{NOTICES}', ?)"
 #: The states in which a job holds a slot at Wiro (the engine's `book.ACTIVE`), spelled out
@@ -358,13 +359,14 @@ class JobRepository:
 
     async def release(self, owner: str) -> None:
         """Give up every unfinished job `owner` holds (a clean shutdown): another process
-        may take them at once."""
+        may take them at once (told so by a notice, "released")."""
         await self._writes.write(
             (
                 "UPDATE jobs SET owner = NULL, lease_until = NULL"
                 f" WHERE owner = ? AND status NOT IN {_FINAL_SQL}",
                 (owner,),
-            )
+            ),
+            *([(_NOTIFY, ("released",))] if self.shared else []),
         )
 
     # -- cancelling from any process ----------------------------------------------------------

@@ -3,8 +3,9 @@ of their own (not a pooled one: it must stay open), and a nonce stripe per live 
 
 The notices are said by the job repository in the transactions that make the changes
 (`bot.store.jobs.NOTICES`): "freed" when a job left Wiro's slots, "cancel <id>" when
-someone asked to cancel a job. A notice can be missed (the connection drops, the process was
-busy starting): listeners keep a periodic look as their safety net.
+someone asked to cancel a job, "released" when a stopping process gave up its jobs. A
+notice can be missed (the connection drops, the process was busy starting): listeners keep
+a periodic look as their safety net.
 
 The stripe: processes signing with one Wiro key must never send the same nonce. Each live
 process holds one of a few numbered session locks (`pg_try_advisory_lock`), released by

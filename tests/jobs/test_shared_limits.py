@@ -274,3 +274,26 @@ async def test_cancel_of_a_job_no_live_process_holds_works_from_anywhere(
     assert task_id is not None and wiro.tasks[task_id].status is TaskStatus.CANCEL
     stored = await second.store.jobs.get(job.id)
     assert stored is not None and stored.status is JobState.CANCELLED
+
+
+async def test_a_process_that_stops_hands_its_jobs_to_another_at_once(
+    processes: Processes, wiro: WiroStandIn
+) -> None:
+    first, second = await processes(max_concurrent=1)  # the leases last a minute
+    wiro.hold()
+    at_wiro = await first.submit(request("at Wiro when its process stops"))
+    await until(lambda: run_of(wiro, at_wiro.prompt) is not None)
+    waiting = await first.submit(request("in line when its process stops"))
+    with second.subscribe() as events:
+        await first.close(grace=0)  # a rolling deploy: it gives up its jobs
+        # The second process hears it and takes both over, without waiting for a lease.
+        await until(lambda: second.peek(at_wiro.id) is not None, within=5)
+        task_id = run_of(wiro, at_wiro.prompt)
+        assert task_id is not None
+        wiro.finish(task_id)
+        assert (await finished(events, at_wiro.id)).status is JobState.SUCCEEDED
+        await until(lambda: run_of(wiro, waiting.prompt) is not None, within=5)
+        task_id = run_of(wiro, waiting.prompt)
+        assert task_id is not None
+        wiro.finish(task_id)
+        assert (await finished(events, waiting.id)).status is JobState.SUCCEEDED
