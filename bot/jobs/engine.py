@@ -325,6 +325,8 @@ class JobEngine:
         await jobs.request_cancel(job_id)
         stored.cancel_requested = True
         if job_id not in self._book.jobs and await self._book.claim(stored):
+            if job_id in self._book.jobs:  # taken over meanwhile, here: cancelled as ours
+                return await self._canceller.cancel(job_id)
             # Nobody alive follows it (its process died): this one stops it at Wiro.
             self._book.adopt(stored)
             self._book.hold_slot(stored)
@@ -436,7 +438,8 @@ class JobEngine:
         for job in await self.store.jobs.unclaimed(now=time.time()):
             if job.id in self._book.jobs:
                 continue
-            if job.status.is_local or await self._book.claim(job):
+            claimed = job.status.is_local or await self._book.claim(job)
+            if claimed and job.id not in self._book.jobs:  # not adopted meanwhile (a cancel)
                 await self._resume(job)
 
     async def _keep_claims(self) -> None:
