@@ -23,7 +23,15 @@ from bot.jobs.job import JobState, Requester
 from bot.store import NewJob, Store
 from bot.wiro import WiroClient
 from bot.wiro.types import TaskStatus
-from tests.jobs.conftest import ALICE, BOB, MODEL, fast_settings, finished, request
+from tests.jobs.conftest import (
+    ALICE,
+    BOB,
+    MODEL,
+    EngineFactory,
+    fast_settings,
+    finished,
+    request,
+)
 from tests.wiro_standin import WiroStandIn
 
 CAROL = Requester(user_id=3, guild_id=200, channel_id=2000)
@@ -300,3 +308,24 @@ async def test_a_process_that_stops_hands_its_jobs_to_another_at_once(
         assert task_id is not None
         wiro.finish(task_id)
         assert (await finished(events, waiting.id)).status is JobState.SUCCEEDED
+
+
+async def test_on_sqlite_a_cancel_from_another_engine_is_found_at_the_next_look(
+    make_engine: EngineFactory, wiro: WiroStandIn
+) -> None:
+    # One SQLite file, two engines (as the bot and the CLI): no notices, only the look
+    # every claim_lease_seconds / 3.
+    first = await make_engine(max_concurrent=1, claim_lease_seconds=1.5)
+    second = await make_engine(max_concurrent=1, claim_lease_seconds=1.5)
+    wiro.hold()
+    with first.subscribe() as events:
+        running = await first.submit(request("at Wiro"))
+        await until(lambda: (j := first.peek(running.id)) is not None and j.task_id is not None)
+        waiting = await first.submit(request("in line"))
+        assert (await second.cancel(waiting.id)).outcome is CancelOutcome.DROPPED
+        assert (await second.cancel(running.id)).outcome is CancelOutcome.ASKED
+        ids = {waiting.id, running.id}
+        assert await all_finished(events, ids) == {JobState.CANCELLED}
+    task_id = run_of(wiro, running.prompt)
+    assert task_id is not None and wiro.tasks[task_id].status is TaskStatus.CANCEL
+    assert run_of(wiro, waiting.prompt) is None
