@@ -15,8 +15,10 @@ a module of its own:
 Every state change is written to the store before it is announced, and before any Wiro call it
 leads to; so a new engine on the same database can pick up where an old one stopped. Each job
 is claimed by one process (a lease in the store, renewed while it lives), so processes sharing
-a database never run a job twice, and a dead process's jobs are taken over. The engine emits
-events and never formats a Discord message.
+a database never run a job twice, and a dead process's jobs are taken over. Processes sharing
+PostgreSQL count the jobs-at-once limits in the database, and hear each other (a slot freed, a
+cancel asked, jobs released) through its notices, with a periodic look as the safety net; a
+Cancel works from any of them. The engine emits events and never formats a Discord message.
 """
 
 from __future__ import annotations
