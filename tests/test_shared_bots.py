@@ -11,6 +11,7 @@ reach it over loopback through `discord.api_base_url`, as they would a REST prox
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -21,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.jobs.job import Job, JobState
-from bot.store import HistoryQuery, Store
-from tests.discord_standin import DiscordStandIn, Guild, Interaction
+from tests.discord_standin import DiscordStandIn
 from tests.test_cli import MODEL
 from tests.wiro_standin import WiroStandIn
 
 pytestmark = pytest.mark.processes
+
+_starts = itertools.count(1)
 
 #: Every wait on the processes ends within this (they start in about a second each).
 WITHIN = 45.0
@@ -93,7 +94,7 @@ async def bots(
 
 
 async def start_bot(env: dict[str, str], tmp_path: Path, shard: int) -> BotProcess:
-    log = tmp_path / f"bot-{shard}-{len(list(tmp_path.glob(f'bot-{shard}-*')))}.log"
+    log = tmp_path / f"bot-{shard}-{next(_starts)}.log"
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable,

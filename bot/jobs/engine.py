@@ -124,9 +124,7 @@ class JobEngine:
         # `on_follow` hears "socket" or "polling" as each job is followed (for the metrics).
         fallback: TaskWatcher = polling if on_follow is None else PollingOnly(polling, on_follow)
         self._watcher: TaskWatcher = watcher or (
-            SocketWatcher(socket, polling, on_follow=on_follow)
-            if socket is not None
-            else fallback
+            SocketWatcher(socket, polling, on_follow=on_follow) if socket is not None else fallback
         )
         self._closing = False
         self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")
@@ -215,6 +213,10 @@ class JobEngine:
     def peek(self, job_id: int) -> Job | None:
         """The live job, not a copy: read only. None when this engine no longer holds it."""
         return self._book.jobs.get(job_id)
+
+    def holds(self, job_id: int) -> bool:
+        """Whether this engine has the job in hand (waiting in its line, or its own at Wiro)."""
+        return job_id in self._book.jobs
 
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among jobs waiting for a slot; None when not waiting."""
@@ -333,6 +335,7 @@ class JobEngine:
     async def _resume(self, job: Job) -> None:
         book = self._book
         book.adopt(job)
+        book.publish(job, EventKind.ADOPTED)
         if job.guild_id is not None:
             self._dispatcher.learn_user_cap(await self.store.guilds.get(job.guild_id))
         if job.status in (JobState.CREATED, JobState.WAITING):

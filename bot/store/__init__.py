@@ -11,13 +11,13 @@ from bot.store.batch import WriteBatcher
 from bot.store.database import connect, connect_url, schema_version
 from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
-from bot.store.jobs import HistoryQuery, JobRepository, NewJob, StoredFile
+from bot.store.jobs import HistoryQuery, JobRepository, NewJob, PostingClaim, StoredFile
 from bot.store.postgres import PgConnection
 from bot.store.spend import SpendRepository
 from bot.store.tools import ToolDetailCache
 from bot.store.transfer import Copied, TransferError, copy_sqlite_to_postgres
 
-__all__ = ["GuildSettings", "HistoryQuery", "NewJob", "Store", "StoredFile"]
+__all__ = ["GuildSettings", "HistoryQuery", "NewJob", "PostingClaim", "Store", "StoredFile"]
 
 
 class Store:

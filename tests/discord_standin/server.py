@@ -607,13 +607,13 @@ class DiscordStandIn:
                     break
             else:
                 try:
-                    if not (pattern[0] in ("webhooks", "interactions") or self._authorized(request)):
+                    if not (
+                        pattern[0] in ("webhooks", "interactions") or self._authorized(request)
+                    ):
                         raise HTTPError(401, 0, "401: Unauthorized")
                     return await handler(request, params)
                 except HTTPError as exc:
-                    return _json(
-                        {"code": exc.code, "message": exc.message}, status=exc.status
-                    )
+                    return _json({"code": exc.code, "message": exc.message}, status=exc.status)
         route = f"{request.method} /{'/'.join(parts)}"
         log.warning("discord stand-in: unknown route %s (answered 404)", route)
         self.unknown_routes.append(route)
