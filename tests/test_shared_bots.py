@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.discord_standin import DiscordStandIn
+from bot.jobs.job import JobState
+from bot.store import Store
+from tests.discord_standin import DiscordStandIn, Guild, Interaction, User
 from tests.test_cli import MODEL
 from tests.wiro_standin import WiroStandIn
 
@@ -162,3 +164,189 @@ async def test_one_bot_process_answers_imagine_and_posts_the_result(
             assert "wirobot:reroll:1" in result.message.custom_ids
             assert not discord.unknown_routes, discord.unknown_routes
             del running
+
+
+@dataclass
+class Asked:
+    """One /imagine a member ran: who, where, and the job it became."""
+
+    guild: Guild
+    member: User
+    prompt: str
+    interaction: Interaction
+    job_id: int = 0
+
+
+def job_shown(discord: DiscordStandIn, asked: Asked) -> int | None:
+    """The job id the member's status message shows (its footer), once it is shown."""
+    original = asked.interaction.original
+    if original is None:
+        return None
+    for footer in original.footers:
+        if footer.startswith("Job "):
+            return int(footer.removeprefix("Job "))
+    return None
+
+
+def peak_per_member(wiro: WiroStandIn, member_of: dict[str, str]) -> int:
+    """The most tasks one member had at Wiro at once."""
+    peak = 0
+    for member in set(member_of.values()):
+        spans = [
+            (task.created_at, task.finished_at or float("inf"))
+            for task in wiro.tasks.values()
+            if member_of.get(str(task.inputs.get("prompt"))) == member
+        ]
+        for start, _ in spans:
+            peak = max(peak, sum(1 for s, e in spans if s <= start < e))
+    return peak
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+async def test_a_burst_on_several_bot_processes_is_posted_once_when_one_is_killed(
+    tmp_path: Path, wiro: WiroStandIn, postgres_url: str, processes: int
+) -> None:
+    max_concurrent = 3
+    wiro.hold()  # tasks stay at Wiro until the test lets them end
+    async with DiscordStandIn(shards=processes) as discord:
+        guilds = [
+            discord.add_guild(f"guild{shard}{letter}", shard=shard, members=2)
+            for shard in range(processes)
+            for letter in "ab"
+        ]
+        env = bot_env(
+            tmp_path,
+            wiro,
+            discord,
+            postgres_url,
+            WIROBOT_JOBS__MAX_CONCURRENT=str(max_concurrent),
+            WIROBOT_JOBS__MAX_CONCURRENT_PER_USER="1",
+        )
+        store = await Store.open_url(postgres_url)
+        try:
+            async with bots(env, tmp_path, discord, list(range(processes))) as running:
+                # The burst: every member of every server asks twice.
+                asked: list[Asked] = []
+                for round_ in (1, 2):
+                    for guild in guilds:
+                        for member in guild.members:
+                            prompt = f"{member.name} round {round_}"
+                            interaction = await discord.slash(
+                                guild, member, "imagine", prompt=prompt
+                            )
+                            asked.append(Asked(guild, member, prompt, interaction))
+                member_of = {a.prompt: a.member.name for a in asked}
+                await discord.wait_for(lambda: all(job_shown(discord, a) for a in asked), WITHIN)
+                for a in asked:
+                    a.job_id = job_shown(discord, a) or 0
+                assert len({a.job_id for a in asked}) == len(asked)
+                await discord.wait_for(lambda: len(wiro.tasks) >= max_concurrent, WITHIN)
+
+                # Kill a process that holds jobs at Wiro (and, all being busy, waiting ones).
+                pids = {bot.process.pid: bot for bot in running.values()}
+                owners = {a.job_id: await store.jobs.owner_of(a.job_id) for a in asked}
+                at_wiro = {
+                    job.id for job in await store.jobs.unfinished() if job.task_id is not None
+                }
+                victim = next(
+                    pids[int(str(owners[j]).split(":")[1])]
+                    for j in sorted(at_wiro)
+                    if owners[j] is not None
+                )
+                victim_owner = next(
+                    o for o in owners.values() if o and f":{victim.process.pid}:" in o
+                )
+                victims_at_wiro = {j for j in at_wiro if owners[j] == victim_owner}
+                assert victims_at_wiro
+                victim.process.send_signal(signal.SIGKILL)
+                await victim.process.wait()
+
+                # Its jobs at Wiro are taken over by the others once its leases pass.
+                async def taken_over() -> bool:
+                    for job_id in victims_at_wiro:
+                        owner = await store.jobs.owner_of(job_id)
+                        if owner is None or owner == victim_owner:
+                            return False
+                    return True
+
+                await until(taken_over)
+
+                # Its shard comes back in a new process (a restart); a member there presses
+                # Cancel on a job that another process now runs.
+                restarted = await start_bot(env, tmp_path, victim.shard)
+                running[victim.shard] = restarted
+                await wait_connected(discord, running)
+                cancelled = min(victims_at_wiro)
+                (mine,) = [a for a in asked if a.job_id == cancelled]
+                assert mine.interaction.original is not None
+                pressed = await discord.press(
+                    mine.interaction.original, f"wirobot:cancel:{cancelled}", mine.member
+                )
+                await discord.wait_for(lambda: pressed.answered.is_set(), WITHIN)
+
+                # Wiro runs everything else to its end as it comes.
+                async def wiro_finishes_the_rest() -> None:
+                    while True:
+                        for task in list(wiro.tasks.values()):
+                            holds_cancelled = task.inputs.get("prompt") == mine.prompt
+                            if not task.is_terminal and not holds_cancelled:
+                                wiro.finish(task.id)
+                        await asyncio.sleep(0.05)
+
+                finishing = asyncio.create_task(wiro_finishes_the_rest())
+                try:
+
+                    async def all_posted() -> bool:
+                        jobs = [await store.jobs.get(a.job_id) for a in asked]
+                        others = [j for j in jobs if j is not None and j.id != cancelled]
+                        return len(others) == len(asked) - 1 and all(
+                            j.posted_at is not None for j in others
+                        )
+
+                    await until(all_posted)
+                    # The Cancel, if it was heard where the task runs (see the end).
+                    cancel_heard = True
+                    try:
+                        await until(lambda: _posted(store, cancelled), within=10)
+                    except TimeoutError:
+                        cancel_heard = False
+                        for task in wiro.tasks.values():
+                            if task.inputs.get("prompt") == mine.prompt and not task.is_terminal:
+                                wiro.finish(task.id)
+                        await until(lambda: _posted(store, cancelled))
+                finally:
+                    finishing.cancel()
+
+                # Every job posted exactly once: one result (or one ending) members see.
+                for a in asked:
+                    job = await store.jobs.get(a.job_id)
+                    assert job is not None and job.posted_at is not None
+                    if job.status is JobState.SUCCEEDED:
+                        assert len(discord.results_of(a.job_id)) == 1, a.prompt
+                    shown = discord.messages_of(a.job_id)
+                    assert len([m for m in shown if m.attachments]) <= 1, a.prompt
+                # Each Run sent once; never more at Wiro at once than jobs.max_concurrent.
+                created = [r.body["prompt"] for r in wiro.runs if r.task_id is not None]
+                assert sorted(created) == sorted(a.prompt for a in asked)
+                assert peak_at_wiro(wiro) <= max_concurrent
+                assert not discord.unknown_routes, discord.unknown_routes
+
+                # What depends on limits and Cancel working across processes (the engine's
+                # side of issue 11): the per-member limit, and the Cancel pressed on one
+                # process for a job another runs.
+                cancelled_job = await store.jobs.get(cancelled)
+                assert cancelled_job is not None
+                pending = []
+                if peak_per_member(wiro, member_of) > 1:
+                    pending.append("a member had more than one job at Wiro at once")
+                if not cancel_heard or cancelled_job.status is not JobState.CANCELLED:
+                    pending.append(f"Cancel from another process left job {cancelled} running")
+                if pending:
+                    pytest.xfail("across processes: " + "; ".join(pending))
+        finally:
+            await store.close()
+
+
+async def _posted(store: Store, job_id: int) -> bool:
+    job = await store.jobs.get(job_id)
+    return job is not None and job.posted_at is not None
