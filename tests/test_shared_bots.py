@@ -15,6 +15,7 @@ import itertools
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -350,3 +351,29 @@ async def test_a_burst_on_several_bot_processes_is_posted_once_when_one_is_kille
 async def _posted(store: Store, job_id: int) -> bool:
     job = await store.jobs.get(job_id)
     return job is not None and job.posted_at is not None
+
+
+async def test_a_result_whose_poster_died_before_recording_it_is_not_posted_again(
+    tmp_path: Path, wiro: WiroStandIn, postgres_url: str
+) -> None:
+    async with DiscordStandIn(shards=1) as discord:
+        guild = discord.add_guild("painters")
+        env = bot_env(tmp_path, wiro, discord, postgres_url)
+        store = await Store.open_url(postgres_url)
+        try:
+            async with bots(env, tmp_path, discord, [0]):
+                await discord.slash(guild, guild.members[0], "imagine", prompt="a red kite")
+                await discord.wait_for(lambda: bool(discord.results_of(1)), WITHIN)
+                await until(lambda: _posted(store, 1))
+            # As if the process had died between sending the result and recording it.
+            await store.jobs.update(1, posted_at=None)
+            now = time.time()
+            # (Past the first poster's lease; this one's has passed too.)
+            assert await store.jobs.claim_posting(1, "gone:1:x", now=now + 5, until=now - 1)
+
+            async with bots(env, tmp_path, discord, [0]) as running:
+                await until(lambda: _posted(store, 1))
+                assert "already posted; recording it" in running[0].log_text()
+            assert len(discord.results_of(1)) == 1  # members still see one result
+        finally:
+            await store.close()
