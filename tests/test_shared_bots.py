@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import sys
@@ -20,7 +21,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.jobs.job import JobState
@@ -377,3 +380,74 @@ async def test_a_result_whose_poster_died_before_recording_it_is_not_posted_agai
             assert len(discord.results_of(1)) == 1  # members still see one result
         finally:
             await store.close()
+
+
+async def test_the_stand_in_runs_as_its_own_process_for_benches(
+    tmp_path: Path, wiro: WiroStandIn, postgres_url: str
+) -> None:
+    standin = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.discord_standin",
+        "--shards",
+        "1",
+        cwd=Path(__file__).parent.parent,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert standin.stdout is not None
+        async with asyncio.timeout(WITHIN):
+            line = json.loads(await standin.stdout.readline())
+        control = line["control_url"]
+        env = bot_env(tmp_path, wiro, DiscordStandIn(), postgres_url)
+        env.update(
+            WIROBOT_DISCORD__TOKEN=line["token"],
+            WIROBOT_DISCORD__API_BASE_URL=line["api_base_url"],
+            WIROBOT_DISCORD__SHARD_COUNT="1",
+        )
+        async with aiohttp.ClientSession() as http:
+
+            async def get(path: str) -> Any:
+                async with http.get(f"{control}/{path}") as response:
+                    return await response.json()
+
+            async def post(path: str, body: dict[str, Any]) -> Any:
+                async with http.post(f"{control}/{path}", json=body) as response:
+                    assert response.status == 200, await response.text()
+                    return await response.json()
+
+            guild = await post("guilds", {"name": "painters"})
+            bot = await start_bot(env, tmp_path, 0)
+            try:
+
+                async def ready() -> bool:
+                    info = await get("info")
+                    return info["connected_shards"] == [0] and "imagine" in info["commands"]
+
+                await until(ready)
+                asked = await post(
+                    "slash",
+                    {
+                        "guild_id": guild["id"],
+                        "user_id": guild["members"][0],
+                        "name": "imagine",
+                        "options": {"prompt": "a harbour at dawn"},
+                    },
+                )
+
+                async def result_shown() -> bool:
+                    answer = await get(f"interactions/{asked['interaction_id']}")
+                    record = await get("record")
+                    shown = [m for m in record["messages"] if m["id"] == answer["original_id"]]
+                    return bool(shown and shown[0]["attachments"])
+
+                await until(result_shown)
+                assert (await get("record"))["unknown_routes"] == []
+            finally:
+                bot.process.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(20):
+                    await bot.process.wait()
+    finally:
+        standin.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await standin.wait()
