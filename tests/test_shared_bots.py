@@ -168,6 +168,19 @@ async def test_one_bot_process_answers_imagine_and_posts_the_result(
             assert result.message is asked.original  # the status message became the result
             assert result.message.attachments
             assert "wirobot:reroll:1" in result.message.custom_ids
+
+            # Typing a model name offers the matching models.
+            typing = await discord.autocomplete(guild, member, "imagine", "model", "ars")
+            await discord.wait_for(typing.answered.is_set, WITHIN)
+            assert typing.choices and MODEL in [c["value"] for c in typing.choices]
+
+            # Remix: the form comes back with the prompt; the edited prompt makes job 2.
+            remix = await discord.press(result.message, "wirobot:remix:1", member)
+            await discord.wait_for(remix.answered.is_set, WITHIN)
+            sent = await discord.submit(remix, member, {"prompt": "a lighthouse at dawn"})
+            await discord.wait_for(lambda: bool(discord.results_of(2)), WITHIN)
+            assert sent.original is not None and "Job 2" in sent.original.footers
+            assert wiro.runs[-1].body["prompt"] == "a lighthouse at dawn"
             assert not discord.unknown_routes, discord.unknown_routes
             del running
 

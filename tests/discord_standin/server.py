@@ -201,6 +201,8 @@ class Interaction:
     responses: list[int] = field(default_factory=list)
     #: Autocomplete choices, when it was an autocomplete.
     choices: list[Json] | None = None
+    #: The form the bot answered with (callback type 9), to `submit`.
+    modal: Json | None = None
     original: Message | None = None
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -351,6 +353,40 @@ class DiscordStandIn:
             ],
         }
         return await self._interact(2, guild, channel or guild.channel, user, data)
+
+    async def autocomplete(
+        self, guild: Guild, user: User, name: str, focused: str, typed: str, **options: Any
+    ) -> Interaction:
+        """A member types `typed` into the option `focused` of `/name` (others as given);
+        the bot's choices land in `choices`."""
+        command = self.commands.get(name)
+        if command is None:
+            raise AssertionError(f"the bot never synced a command /{name}")
+        types = {o["name"]: o["type"] for o in command.get("options", [])}
+        given = [{"name": k, "type": types[k], "value": v} for k, v in options.items()]
+        given.append({"name": focused, "type": types[focused], "value": typed, "focused": True})
+        data = {"id": command["id"], "name": name, "type": 1, "options": given}
+        return await self._interact(4, guild, guild.channel, user, data)
+
+    async def submit(self, shown: Interaction, user: User, values: dict[str, str]) -> Interaction:
+        """A member fills in and sends the form the bot showed in answer to `shown`."""
+        form = shown.modal
+        if form is None:
+            raise AssertionError(f"interaction {shown.id} was not answered with a form")
+
+        def answered(field_: Json) -> Json:
+            value = values.get(field_["custom_id"], field_.get("value") or "")
+            return {"type": 4, "custom_id": field_["custom_id"], "value": value}
+
+        rows: list[Json] = []
+        for row in form.get("components", []):
+            if row.get("type") == 18:  # a label around one input
+                rows.append({"type": 18, "component": answered(row["component"])})
+            else:  # an action row of inputs
+                inputs = [answered(f) for f in row.get("components", []) if f.get("type") == 4]
+                rows.append({"type": 1, "components": inputs})
+        data = {"custom_id": form["custom_id"], "components": rows}
+        return await self._interact(5, shown.guild, shown.channel, user, data)
 
     async def press(self, message: Message, custom_id: str, user: User) -> Interaction:
         """A member presses the button `custom_id` on `message`."""
@@ -725,6 +761,8 @@ class DiscordStandIn:
                 self._apply(pressed, data, files, kind="edit", via="callback")
         elif kind == 8:
             interaction.choices = list(data.get("choices", []))
+        elif kind == 9:
+            interaction.modal = data
         interaction.answered.set()
         await self._note_change()
         if request.query.get("with_response") not in ("1", "true", "True"):
