@@ -277,6 +277,11 @@ async def test_a_burst_on_several_bot_processes_is_posted_once_when_one_is_kille
                 )
                 victims_at_wiro = {j for j in at_wiro if owners[j] == victim_owner}
                 assert victims_at_wiro
+                unfinished = {job.id for job in await store.jobs.unfinished()}
+                victims_waiting = {
+                    j for j, o in owners.items() if o == victim_owner and j not in at_wiro
+                }
+                assert victims_waiting & unfinished  # it has jobs waiting too
                 victim.process.send_signal(signal.SIGKILL)
                 await victim.process.wait()
 

@@ -205,6 +205,9 @@ class Interaction:
     modal: Json | None = None
     original: Message | None = None
     answered: asyncio.Event = field(default_factory=asyncio.Event)
+    created: float = field(default_factory=time.monotonic)
+    #: Seconds from the dispatch to the bot's first callback (Discord allows 3).
+    acked_after: float | None = None
 
 
 class HTTPError(Exception):
@@ -228,8 +231,18 @@ class DiscordStandIn:
     """Start with `start()` (or `async with`); `api_base_url` is what the bot's
     `discord.api_base_url` takes. The bot's token is `token`."""
 
-    def __init__(self, *, shards: int = 1, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        shards: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ack_deadline: float | None = None,
+    ) -> None:
         self.ids = Snowflakes()
+        #: Refuse callbacks later than this many seconds, as Discord does after 3 (None:
+        #: accept them; a loaded test machine would otherwise fail on its own slowness).
+        self.ack_deadline = ack_deadline
         self.shards = shards
         self.bot = User(self.ids.next(), "wirobot", bot=True)
         self.application_id = self.bot.id
@@ -736,6 +749,9 @@ class DiscordStandIn:
             raise HTTPError(404, 10062, "Unknown interaction")
         if interaction.responses:
             raise HTTPError(400, 40060, "Interaction has already been acknowledged.")
+        interaction.acked_after = time.monotonic() - interaction.created
+        if self.ack_deadline is not None and interaction.acked_after > self.ack_deadline:
+            raise HTTPError(404, 10062, "Unknown interaction")
         body, files = await _read_body(request)
         kind = int(body["type"])
         data = body.get("data") or {}
