@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.jobs.job import JobState
-from bot.store import Store
+from bot.jobs.job import JobState, Requester
+from bot.store import NewJob, Store
 from tests.discord_standin import DiscordStandIn, Guild, Interaction, User
 from tests.test_cli import MODEL
 from tests.wiro_standin import WiroStandIn
@@ -492,3 +492,43 @@ async def test_the_stand_in_runs_as_its_own_process_for_benches(
         standin.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             await standin.wait()
+
+
+async def test_a_result_left_unposted_by_a_dead_process_is_posted_by_a_live_one(
+    tmp_path: Path, wiro: WiroStandIn, postgres_url: str
+) -> None:
+    async with DiscordStandIn(shards=1) as discord:
+        guild = discord.add_guild("painters")
+        member = guild.members[0]
+        env = bot_env(tmp_path, wiro, discord, postgres_url)
+        store = await Store.open_url(postgres_url)
+        try:
+            async with bots(env, tmp_path, discord, [0]):
+                # A job another process finished, then died before telling anyone.
+                now = time.time()
+                job = await store.jobs.create(
+                    NewJob(
+                        model=MODEL,
+                        prompt="a stone bridge",
+                        inputs={"prompt": "a stone bridge", "seed": 1},
+                        seed=1,
+                        requester=Requester(member.id, guild.id, guild.channel.id),
+                        created_at=now - 30,
+                        owner="gone:1:x",
+                        lease_until=now - 20,
+                        status=JobState.WAITING,
+                    )
+                )
+                await store.jobs.finish(
+                    job.id,
+                    [],
+                    status=JobState.FAILED,
+                    finished_at=now - 10,
+                    error="Wiro could not run the task.",
+                )
+                await until(functools.partial(_posted, store, job.id))
+                (shown,) = discord.messages_of(job.id)
+                assert shown.channel_id == guild.channel.id  # no message to edit: a new one
+                assert "Wiro could not run the task." in json.dumps(shown.embeds)
+        finally:
+            await store.close()
