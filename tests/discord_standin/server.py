@@ -183,7 +183,7 @@ class Operation:
     files: list[str]
     #: Through which door: "channel", "webhook" or "callback".
     via: str
-    #: Which gateway session's process answered (the shard holding the interaction, if any).
+    #: When it happened (unix seconds).
     at: float = field(default_factory=time.time)
 
 
