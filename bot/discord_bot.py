@@ -82,10 +82,10 @@ class WiroBot(commands.AutoShardedBot):
         await super().login(token)
 
     async def launch_shards(self) -> None:
-        """With its shard count given, discord.py dials Discord's default gateway; ask
-        /gateway/bot where the gateway is instead, as it does when it picks the count (a
-        REST proxy answers with the gateway it fronts)."""
-        if self.shard_count is not None and not self.is_closed():
+        """The gateway is where /gateway/bot says (a REST proxy answers with the gateway it
+        fronts). discord.py asks only when it picks the shard count, and dials its built-in
+        default with a count given and on every fresh (not resumed) reconnect."""
+        if not self.is_closed():
             _, url, _ = await self.http.get_bot_gateway()
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         await super().launch_shards()
