@@ -12,8 +12,10 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
+from discord.gateway import DiscordWebSocket
 
 from bot.discord_views.buttons import all_buttons, remix_submitted
 from bot.discord_views.errors import report_failure
@@ -73,6 +75,20 @@ class WiroBot(commands.AutoShardedBot):
         self.tree.error(self._command_failed)
         #: The web server (health, metrics, gallery); None when web.port is 0.
         self.web: WebServer | None = None
+
+    async def login(self, token: str) -> None:
+        # discord.py keeps its REST base in one class attribute: set before the first call.
+        discord.http.Route.BASE = self.settings.discord.api_base_url
+        await super().login(token)
+
+    async def launch_shards(self) -> None:
+        """The gateway is where /gateway/bot says (a REST proxy answers with the gateway it
+        fronts). discord.py asks only when it picks the shard count, and dials its built-in
+        default with a count given and on every fresh (not resumed) reconnect."""
+        if not self.is_closed():
+            _, url, _ = await self.http.get_bot_gateway()
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        await super().launch_shards()
 
     @property
     def runtime(self) -> Runtime:

@@ -84,6 +84,18 @@ class DiscordSettings(_Section):
     #: (empty: all of them). With neither, one process runs the count Discord recommends.
     shard_count: int | None = Field(default=None, ge=1, le=100_000)
     shard_ids: list[int] = Field(default_factory=list)
+    #: Discord's REST API. Point it at a REST proxy (such as nirn-proxy) that many processes
+    #: share, so one place keeps to Discord's rate limits; the gateway's address then comes
+    #: from that proxy's `/gateway/bot`, as it does from Discord.
+    api_base_url: str = "https://discord.com/api/v10"
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        v = v.strip()
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
 
     @field_validator("token", mode="before")
     @classmethod

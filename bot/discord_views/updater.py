@@ -7,9 +7,20 @@ messages whose words changed, so a message is edited at most once per interval, 
 wins, the final state is always delivered, and a result goes out within a beat of the job's end
 when its message is not rate-limited. A quiet beat costs nothing per followed job; one after the
 line moved, one look at each place.
-Beats are counted rather than timed, so the ticker works the same on a virtual clock. When a
-job has ended its result (or its failure) is delivered and `posted_at` stored, so it is
-posted once, also across restarts.
+Beats are counted rather than timed, so the ticker works the same on a virtual clock.
+
+Each result is posted once, across restarts and across processes sharing one database: a
+process follows the jobs it holds (those it started, and those its engine takes over from a
+process that died: the engine's ADOPTED event), and before posting a result it claims the
+posting in the store (compare-and-set, a lease renewed while the post is under way); after
+the post it stores `posted_at`. A poster that died between the two left its claim behind: the
+next one first looks at the status message (through the interaction's webhook, which shows
+what members see) and records the result it finds there rather than post it again. When that
+message can no longer be read (the token expired, or the result went to the channel), the
+post is given up with a warning rather than risk a second one: without Read Message History
+the bot cannot see the channel, and a missing result is plainer to a member (the job is in
+/history) than a double. With several processes, each also looks now and then for results
+nobody posted (their process died after the job ended) and posts them.
 
 Messages are edited through the interaction's webhook while its token is valid (15 minutes);
 after that, or when the token is refused, through the channel as the bot's own messages, and
@@ -19,9 +30,11 @@ results are sent as new channel messages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +46,7 @@ from bot.catalog.spec import ModelSpec
 from bot.discord_views import images, render
 from bot.discord_views.buttons import result_view, status_view
 from bot.discord_views.launch import age_restricted
-from bot.jobs.events import Subscription
+from bot.jobs.events import EventKind, JobEvent, Subscription
 from bot.jobs.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -97,27 +110,80 @@ class StatusUpdater:
         self._ticker = tasks.loop(seconds=interval / self._beats_per_edit)(self._tick)
         # Channel and guild caches (age restriction, upload limits) are filled at READY.
         self._ticker.before_loop(bot.wait_until_ready)
+        #: Stops hearing the engine's ADOPTED events.
+        self._stop_adopting: Callable[[], None] | None = None
+        #: Looks for results nobody posted, when processes share the database.
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- following jobs ------------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Follow the Discord jobs the database says are unfinished or not yet posted."""
-        store = self._bot.runtime.store
+        """Follow the Discord jobs this process's engine holds (it took them over at start)
+        and those ended but not yet posted; from now on, also each job the engine takes over
+        later. With several processes, one claims each post: see `_deliver_final`."""
+        runtime = self._bot.runtime
+        engine, store = runtime.engine, runtime.store
+        if self._stop_adopting is None:
+            self._stop_adopting = engine.events.listen(self._adopted, [EventKind.ADOPTED])
         await self._forget_expired_tokens()
-        for job in [*await store.jobs.unfinished(), *await store.jobs.unposted()]:
-            if job.requester.source != "discord" or job.id in self._targets:
+        held = [job for job in await store.jobs.unfinished() if engine.holds(job.id)]
+        followed = 0
+        for job in [*held, *await store.jobs.unposted()]:
+            followed += self._follow_stored(job)
+        if followed:
+            log.info("following %d job(s) from before the restart", followed)
+        if store.jobs.shared and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="wirobot-unposted")
+
+    def _adopted(self, event: JobEvent) -> None:
+        if self._follow_stored(event.job):
+            log.info("job %s: taken over; following it here", event.job.id)
+
+    def _follow_stored(self, job: Job) -> bool:
+        """Follow a job from its stored record (no first message to send); False when it is
+        not a Discord job or is followed already."""
+        if job.requester.source != "discord" or job.id in self._targets:
+            return False
+        self._targets[job.id] = Target(
+            job_id=job.id,
+            guild_id=job.guild_id,
+            channel_id=job.channel_id,
+            message_id=job.status_message_id,
+            token=job.interaction_token,
+            interaction_at=job.interaction_at,
+        )
+        self._pending.add(job.id)
+        self._wake()
+        return True
+
+    async def _sweep(self) -> None:
+        """Now and then (processes sharing the database): post the results whose process
+        died after the job ended, and stop following jobs another process has taken."""
+        lease = self._bot.runtime.engine.settings.claim_lease_seconds
+        while True:
+            await asyncio.sleep(lease)
+            try:
+                await self._sweep_once(lease)
+            except Exception:
+                log.exception("looking for unposted results failed; trying again in %.0f s", lease)
+
+    async def _sweep_once(self, lease: float) -> None:
+        runtime = self._bot.runtime
+        now = time.time()
+        for job in await runtime.store.jobs.orphaned_posts(now=now, ended_before=now - lease):
+            self._follow_stored(job)
+        engine = runtime.engine
+        for job_id, target in list(self._targets.items()):
+            if not target.ready or engine.holds(job_id):
                 continue
-            self._targets[job.id] = Target(
-                job_id=job.id,
-                guild_id=job.guild_id,
-                channel_id=job.channel_id,
-                message_id=job.status_message_id,
-                token=job.interaction_token,
-                interaction_at=job.interaction_at,
-            )
-        if self._targets:
-            log.info("following %d job(s) from before the restart", len(self._targets))
-            self._pending.update(self._targets)
+            stored = await runtime.store.jobs.get(job_id)
+            if stored is None:
+                self._targets.pop(job_id, None)
+            elif stored.status.is_final:
+                self._pending.add(job_id)  # delivered here unless another process claims it
+            elif await runtime.store.jobs.owner_of(job_id) != engine.owner:
+                self._targets.pop(job_id, None)  # another process runs it and follows it
+        if self._pending:
             self._wake()
 
     def follow(self, job: Job, *, filesize_limit: int | None = None) -> Target:
@@ -161,6 +227,14 @@ class StatusUpdater:
     async def stop(self) -> None:
         self._ticker.cancel()
         self._unsubscribe()
+        if self._stop_adopting is not None:
+            self._stop_adopting()
+            self._stop_adopting = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def _wake(self) -> None:
         if self._events is None:
@@ -276,17 +350,91 @@ class StatusUpdater:
     async def _deliver_final(self, target: Target, job: Job) -> None:
         if job.posted_at is not None:
             return
-        result_id: int | None = None
+        runtime = self._bot.runtime
+        lease = runtime.engine.settings.claim_lease_seconds
+        poster = runtime.engine.owner
+        now = time.time()
+        claim = await runtime.store.jobs.claim_posting(job.id, poster, now=now, until=now + lease)
+        if claim is None:
+            log.debug("job %s: posted, or being posted, by another process", job.id)
+            return
+        self._take_stored_message(target, job)
+        async with self._posting(job.id, poster, lease):
+            shown = await self._shown_result(target, job) if claim.interrupted else False
+            if shown is None:
+                result_id = None
+            elif shown:
+                log.info("job %s: its result was already posted; recording it", job.id)
+                result_id = target.message_id
+            else:
+                result_id = await self._send_final(target, job)
+        await self._record_posted(job, result_id)
+
+    async def _send_final(self, target: Target, job: Job) -> int | None:
         if job.status is JobState.SUCCEEDED and job.outputs:
-            result_id = await self._post_result(target, job)
-        else:
-            embed = render.ending_embed(job, self._model(job))
-            gone = target.message_id is None or not await self._edit_or_gone(
-                target, embed=embed, view=None
-            )
-            if gone:
-                message = await self._channel(target).send(embed=embed)
-                result_id = message.id
+            return await self._post_result(target, job)
+        embed = render.ending_embed(job, self._model(job))
+        gone = target.message_id is None or not await self._edit_or_gone(
+            target, embed=embed, view=None
+        )
+        if gone:
+            message = await self._channel(target).send(embed=embed)
+            return message.id
+        return None
+
+    @staticmethod
+    def _take_stored_message(target: Target, job: Job) -> None:
+        """A job followed from before its first message was stored (another process sent it
+        meanwhile): the stored message and token are the ones to edit."""
+        if target.message_id is None and job.status_message_id is not None:
+            target.message_id = job.status_message_id
+            target.token = job.interaction_token
+            target.interaction_at = job.interaction_at
+
+    @contextlib.asynccontextmanager
+    async def _posting(self, job_id: int, poster: str, lease: float) -> AsyncIterator[None]:
+        """Keep the posting claim alive while a slow upload is under way."""
+        store = self._bot.runtime.store
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                await store.jobs.renew_posting(job_id, poster, until=time.time() + lease)
+
+        renewing = asyncio.create_task(renew(), name=f"wirobot-posting-{job_id}")
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
+
+    async def _shown_result(self, target: Target, job: Job) -> bool | None:
+        """After a poster died mid-post: whether the status message already shows the
+        result (True), shows the job unfinished (False: post it), or cannot be read (None:
+        it may have gone to the channel, which the bot cannot read; not posted again)."""
+        if target.message_id is not None and self._token_valid(target):
+            assert target.token is not None
+            try:
+                message = await self._webhook(target.token).fetch_message(target.message_id)
+            except discord.NotFound:
+                target.message_id = None
+            except discord.HTTPException as exc:
+                if not _token_gone(exc):
+                    raise
+            else:
+                if job.status is JobState.SUCCEEDED and job.outputs:
+                    pointed = any(e.title == "Done" for e in message.embeds)
+                    return bool(message.attachments) or pointed
+                return False  # an ending is an edit of this message: editing again is safe
+        log.warning(
+            "job %s: the process posting its result stopped midway and the result cannot be "
+            "checked; not posting it again (it is in /history)",
+            job.id,
+        )
+        return None
+
+    async def _record_posted(self, job: Job, result_id: int | None) -> None:
         posted_at = time.time()
         await self._bot.runtime.store.jobs.update(
             job.id, result_message_id=result_id, posted_at=posted_at

@@ -232,6 +232,10 @@ class JobEngine:
         """The live job, not a copy: read only. None when this engine no longer holds it."""
         return self._book.jobs.get(job_id)
 
+    def holds(self, job_id: int) -> bool:
+        """Whether this engine has the job in hand (waiting in its line, or its own at Wiro)."""
+        return job_id in self._book.jobs
+
     def queue_position(self, job_id: int) -> int | None:
         """1-based place among jobs waiting for a slot; None when not waiting."""
         return self._dispatcher.position(job_id)
@@ -478,6 +482,7 @@ class JobEngine:
     async def _resume(self, job: Job) -> None:
         book = self._book
         book.adopt(job)
+        book.publish(job, EventKind.ADOPTED)
         if job.guild_id is not None:
             self._dispatcher.learn_user_cap(await self.store.guilds.get(job.guild_id))
         if job.status in (JobState.CREATED, JobState.WAITING):

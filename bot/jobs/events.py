@@ -25,6 +25,9 @@ class EventKind(StrEnum):
     SUBMISSIONS_PAUSED = "submissions_paused"
     #: A Run succeeded again after a pause; the job is the one that went through.
     SUBMISSIONS_RESUMED = "submissions_resumed"
+    #: This process took the job from the database (it was another's, which died, or this
+    #: process restarted): whoever shows jobs to people follows it from here on.
+    ADOPTED = "adopted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,15 @@ from bot.store.batch import WriteBatcher
 from bot.store.database import connect, connect_url, schema_version
 from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
-from bot.store.jobs import Claim, HistoryQuery, JobRepository, NewJob, RunLimits, StoredFile
+from bot.store.jobs import (
+    Claim,
+    HistoryQuery,
+    JobRepository,
+    NewJob,
+    PostingClaim,
+    RunLimits,
+    StoredFile,
+)
 from bot.store.notices import Notices
 from bot.store.postgres import PgConnection
 from bot.store.spend import SpendRepository
@@ -24,6 +32,7 @@ __all__ = [
     "HistoryQuery",
     "NewJob",
     "Notices",
+    "PostingClaim",
     "RunLimits",
     "Store",
     "StoredFile",

@@ -74,6 +74,14 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 @dataclass(frozen=True, slots=True)
+class PostingClaim:
+    """This process may post a job's result."""
+
+    #: An earlier poster claimed it and never recorded the post: it may be out already.
+    interrupted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     model: str
     prompt: str
@@ -441,6 +449,66 @@ class JobRepository:
         ) as cursor:
             rows = await cursor.fetchall()
         return [_job(row) for row in rows]
+
+    # -- posting: one result, one post --------------------------------------------------------
+
+    async def claim_posting(
+        self, job_id: int, poster: str, *, now: float, until: float
+    ) -> PostingClaim | None:
+        """Take the posting of a finished, unposted job for `poster` (compare-and-set), unless
+        another poster holds it; None when it is posted or held. The claim says whether an
+        earlier poster took it and never recorded the post (it may have gone out)."""
+        async with self._conn.execute(
+            "SELECT poster, posting_until, posted_at FROM jobs WHERE id = ?", (job_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or row[2] is not None:
+            return None
+        held_by, held_until = row[0], row[1]
+        if held_by is not None and held_by != poster and (held_until or 0) >= now:
+            return None
+        # Taken only if nobody changed it since the look above.
+        written = await self._writes.write(
+            (
+                "UPDATE jobs SET poster = ?, posting_until = ? WHERE id = ?"
+                " AND posted_at IS NULL AND COALESCE(poster, '') = ?",
+                (poster, until, job_id, held_by or ""),
+            )
+        )
+        if written.rowcount != 1:
+            return None
+        return PostingClaim(interrupted=held_by is not None and held_by != poster)
+
+    async def owner_of(self, job_id: int) -> str | None:
+        """The process holding the job's claim (None: nobody)."""
+        async with self._conn.execute("SELECT owner FROM jobs WHERE id = ?", (job_id,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else row[0]
+
+    async def renew_posting(self, job_id: int, poster: str, *, until: float) -> None:
+        await self._writes.write(
+            (
+                "UPDATE jobs SET posting_until = ? WHERE id = ? AND poster = ?"
+                " AND posted_at IS NULL",
+                (until, job_id, poster),
+            )
+        )
+
+    async def orphaned_posts(self, *, now: float, ended_before: float) -> list[Job]:
+        """Finished Discord jobs nobody posted or is posting, ended before `ended_before`
+        (the process that finished one would have claimed it by then: it died)."""
+        async with self._conn.execute(
+            f"{_SELECT_JOBS} WHERE status IN {_FINAL_SQL} AND posted_at IS NULL"
+            " AND source = 'discord' AND COALESCE(finished_at, created_at) < ?"
+            " AND (poster IS NULL OR posting_until IS NULL OR posting_until < ?)"
+            " ORDER BY jobs.id",
+            (ended_before, now),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        jobs = [_job(row) for row in rows]
+        for job in jobs:
+            job.outputs = await self.outputs(job.id)
+        return jobs
 
     async def known_task_ids(self, task_ids: Iterable[str]) -> set[str]:
         """Which of these Wiro task ids already belong to a job."""
