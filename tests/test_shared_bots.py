@@ -342,16 +342,8 @@ async def test_a_burst_on_several_bot_processes_is_posted_once_when_one_is_kille
                         )
 
                     await until(all_posted)
-                    # The Cancel, if it was heard where the task runs (see the end).
-                    cancel_heard = True
-                    try:
-                        await until(lambda: _posted(store, cancelled), within=6)
-                    except TimeoutError:
-                        cancel_heard = False
-                        for task in wiro.tasks.values():
-                            if task.inputs.get("prompt") == mine.prompt and not task.is_terminal:
-                                wiro.finish(task.id)
-                        await until(lambda: _posted(store, cancelled))
+                    # The Cancel pressed on the restarted process stopped the task where it ran.
+                    await until(lambda: _posted(store, cancelled))
                 finally:
                     finishing.cancel()
 
@@ -369,28 +361,14 @@ async def test_a_burst_on_several_bot_processes_is_posted_once_when_one_is_kille
                 )
                 assert max(created.values()) == 1
                 assert peak_at_wiro(wiro) <= max_concurrent
-                never_run = [a for a in asked if a.prompt not in created]
+                assert set(created) == {a.prompt for a in asked}  # each Run once, none refused
+                assert not wiro.auth_failures  # no nonce used twice by two processes
+                # Each member had one job at Wiro at a time, across all processes.
+                assert peak_per_member(wiro, member_of) <= 1
                 assert not discord.unknown_routes, discord.unknown_routes
-
-                # What depends on the engine's side of issue 11 (another branch): the
-                # per-member limit across processes, the Cancel pressed on one process for a
-                # job another runs, and nonces unique across processes sharing one key.
                 cancelled_job = await store.jobs.get(cancelled)
                 assert cancelled_job is not None
-                pending = []
-                if never_run:
-                    # Refused by Wiro for a nonce another process used too: failed, and said so.
-                    for a in never_run:
-                        job = await store.jobs.get(a.job_id)
-                        assert job is not None and job.status is JobState.FAILED, a.prompt
-                    assert wiro.auth_failures
-                    pending.append(f"{len(never_run)} Run(s) refused for a nonce used twice")
-                if peak_per_member(wiro, member_of) > 1:
-                    pending.append("a member had more than one job at Wiro at once")
-                if not cancel_heard or cancelled_job.status is not JobState.CANCELLED:
-                    pending.append(f"Cancel from another process left job {cancelled} running")
-                if pending:
-                    pytest.xfail("across processes: " + "; ".join(pending))
+                assert cancelled_job.status is JobState.CANCELLED
         finally:
             await store.close()
 
