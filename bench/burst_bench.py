@@ -51,7 +51,14 @@ from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
 from simcord.enums import AppCommandType, InteractionType
 
-from bench.discord_bench import REAL_MONOTONIC, Recorder, emit_slash, pump_clock
+from bench.cpu_split import CpuSplit
+from bench.discord_bench import (
+    REAL_MONOTONIC,
+    Recorder,
+    emit_slash,
+    pump_clock,
+    pumped_timers_only,
+)
 from bench.engine_bench import percentile, standin
 from bot.discord_bot import WiroBot
 from bot.jobs.job import JobState
@@ -221,6 +228,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 bot = WiroBot(settings, runtime=runtime)
                 recorder.install()
                 env = simcord.Env(bot, settle_timeout=600.0, shard_count=1)
+                if not args.simcord_fallbacks:
+                    pumped_timers_only(env)
                 try:
                     await env.start()
                     return await drive(env, runtime, recorder, args)
@@ -249,8 +258,10 @@ async def drive(
     typing = asyncio.create_task(
         type_now_and_then(people, channel, args.every, lambda: current, stop_typing)
     )
+    split = CpuSplit()
     started = REAL_MONOTONIC()
     cpu_started = time.process_time()
+    split.start()
     try:
         meter.recording = True
         for n in range(args.commands):
@@ -278,6 +289,7 @@ async def drive(
             await asyncio.sleep(0.5)
         burst = REAL_MONOTONIC() - started
         burst_cpu = time.process_time() - cpu_started
+        split.stop()
         burst_beats = meter.summary()
         waiting = len(runtime.engine.queue_positions())
         # The full line: only the ticker and the autocompletes from here on.
@@ -311,6 +323,7 @@ async def drive(
         },
         "beats": {"burst": burst_beats, "full": full_beats},
         "errors": [repr(error)[:300] for error in env.errors],
+        "split": split,
     }
 
 
@@ -324,6 +337,12 @@ def main() -> int:
     parser.add_argument("--steady", type=float, default=10.0, help="seconds watched once full")
     parser.add_argument("--every", type=float, default=0.25, help="seconds between autocompletes")
     parser.add_argument("--verbose", action="store_true", help="print the burst's progress")
+    parser.add_argument("--top", type=int, default=0, help="wirobot's costliest functions")
+    parser.add_argument(
+        "--simcord-fallbacks",
+        action="store_true",
+        help="let simcord's real-time timer fallbacks settle it (its default; costly)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     r = asyncio.run(bench(args))
@@ -369,6 +388,8 @@ def main() -> int:
             ok = ok and phase["lag_p99"] < LAG_TARGET
             ok = ok and bool(answers) and max(answers) < AUTOCOMPLETE_TARGET
             ok = ok and len(answers) == phase["typed"]
+    for line in r["split"].report(args.commands, "/imagine", top=args.top):
+        print(line)
     print(f"errors inside the bot    {len(r['errors'])}")
     for error in r["errors"][:3]:
         print(f"  {error}")

@@ -15,7 +15,9 @@ job counts over the owners.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from itertools import repeat
+from typing import Any
 
 from bot.jobs.job import Job
 
@@ -30,9 +32,17 @@ def owner_of(job: Job) -> Owner:
 
 
 class WaitingLine:
-    def __init__(self, load: Callable[[Owner], int]) -> None:
-        """`load(owner)`: how many jobs that owner has at Wiro now."""
-        self._load = load
+    def __init__(self, load: Callable[[Owner], int] | Mapping[Any, int]) -> None:
+        """`load`: how many jobs each owner has at Wiro now, as a function of the owner or as
+        a mapping (absent: none). A mapping is read with `get`, the fast way: counting one
+        place looks up every waiting owner's load."""
+        self._load: Callable[[Owner], int]
+        if isinstance(load, Mapping):
+            get = load.get
+            self._load = lambda owner: get(owner, 0)
+            self._loads: Mapping[Any, int] | None = load
+        else:
+            self._load, self._loads = load, None
         # Each waiting owner's jobs, oldest first.
         self._owners: dict[Owner, deque[Job]] = {}
         self._ids: dict[int, Owner] = {}
@@ -79,12 +89,18 @@ class WaitingLine:
         self._version += 1
         return True
 
+    def _loads_now(self) -> tuple[int, ...]:
+        """Every waiting owner's load, in the line's order."""
+        if self._loads is not None:
+            return tuple(map(self._loads.get, self._owners, repeat(0)))
+        return tuple(map(self._load, self._owners))
+
     def _turn(self, owner: Owner) -> int:
         return self._served.get(owner, _NEVER)
 
     def pop_next(self, can_start: Callable[[Job], bool]) -> Job | None:
         """The first job, in fair order, that may start now."""
-        loads = {owner: self._load(owner) for owner in self._owners}
+        loads = dict(zip(self._owners, self._loads_now(), strict=True))
         for owner in sorted(self._owners, key=lambda o: (loads[o], self._turn(o))):
             jobs = self._owners[owner]
             if can_start(jobs[0]):
@@ -118,7 +134,7 @@ class WaitingLine:
     def positions(self) -> dict[int, int]:
         """Every waiting job's 1-based place in line, in one pass over the line. The answer is
         kept until the line or a waiting owner's load changes; do not change it."""
-        loads = tuple(map(self._load, self._owners))
+        loads = self._loads_now()
         cached = self._cached
         if cached is not None and cached[0] == self._version and cached[1] == loads:
             return cached[2]
@@ -157,23 +173,26 @@ class WaitingLine:
         if owner is None:
             return None
         cached = self._cached
-        if cached is not None and cached[0] == self._version:
-            loads = tuple(map(self._load, self._owners))
-            if cached[1] == loads:
-                return cached[2][job_id]
+        if cached is not None and cached[0] == self._version and cached[1] == self._loads_now():
+            return cached[2][job_id]
         jobs = self._owners[owner]
         index = next(n for n, job in enumerate(jobs) if job.id == job_id)
-        entry = self._load(owner)
+        load = self._load
+        entry = load(owner)
         level = entry + index
         turn = self._turn(owner)
         served = self._served.get
         # Jobs at lower loads go first; at this load, owners who entered at a higher load, then
         # by last turn, then by place in the line. Written for speed: a burst runs this for
-        # every new job, over every waiting owner.
+        # every new job, over every waiting owner (most with no job at Wiro: entry 0).
         before = 0
         passed = False  # whether `owner` came yet in the line's order (breaks ties)
         owners = self._owners
-        entries = map(self._load, owners)
+        if self._loads is not None:
+            loads = self._loads
+            entries: Iterator[int] = map(loads.get, owners, repeat(0))
+        else:
+            entries = map(load, owners)
         for other, queue, other_entry in zip(owners, owners.values(), entries, strict=True):
             depth = level - other_entry
             if depth < 0:
@@ -185,10 +204,10 @@ class WaitingLine:
             before += depth
             if other_entry < entry:
                 continue  # at this level, after the owners who entered higher
-            if other == owner:
-                passed = True
-            elif other_entry > entry:
+            if other_entry > entry:
                 before += 1
+            elif other == owner:
+                passed = True
             else:
                 other_turn = served(other, _NEVER)
                 if other_turn < turn or (other_turn == turn and not passed):

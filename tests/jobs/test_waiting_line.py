@@ -27,9 +27,9 @@ def job(job_id: int, user: int, guild: int = 1) -> Job:
 class Line:
     """A waiting line with slots: jobs start, end, wait, come back first, get cancelled."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, loads_as_mapping: bool = False) -> None:
         self.loads: Counter[Owner] = Counter()
-        self.line = WaitingLine(lambda owner: self.loads[owner])
+        self.line = WaitingLine(self.loads if loads_as_mapping else lambda o: self.loads[o])
         self.running: list[Job] = []
         self.next_id = 1
 
@@ -87,10 +87,13 @@ def test_every_place_at_once_matches_the_fair_order_on_random_lines(seed: int) -
             assert line.line.position(job_id) == place
 
 
+@pytest.mark.parametrize("loads_as_mapping", [False, True])
 @pytest.mark.parametrize("seed", range(100))
-def test_one_place_without_the_whole_line_matches_the_fair_order(seed: int) -> None:
+def test_one_place_without_the_whole_line_matches_the_fair_order(
+    seed: int, loads_as_mapping: bool
+) -> None:
     rng = random.Random(seed)
-    line = Line()
+    line = Line(loads_as_mapping=loads_as_mapping)
     shuffle(rng, line, rng.randrange(5, 80), rng.choice([2, 4, 9]))
     for job_id, place in line.expected().items():
         line.line._cached = None  # no pass made: counted for this job alone
