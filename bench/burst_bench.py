@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -262,6 +263,7 @@ class Phase:
 
     def __init__(self) -> None:
         self.lag: list[float] = []
+        self.gc_pauses: list[float] = []  # full (generation 2) collections, seconds
         self.typed: dict[int, float] = {}  # autocomplete interaction id -> typed at
         self.beats: dict[str, float] = {"beats": 0}
         self.split: CpuSplit | None = None
@@ -270,6 +272,22 @@ class Phase:
 
     def answers(self, answered: dict[int, float]) -> list[float]:
         return [answered[i] - at for i, at in self.typed.items() if i in answered]
+
+
+class GcPauses:
+    """How long each full garbage collection stopped the loop, into the current phase."""
+
+    def __init__(self, sink: Callable[[], list[float]]) -> None:
+        self._sink = sink
+        self._started = 0.0
+
+    def __call__(self, stage: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if stage == "start":
+            self._started = time.perf_counter()
+        else:
+            self._sink().append(time.perf_counter() - self._started)
 
 
 async def measure_lag(sink: Callable[[], list[float]], stop: asyncio.Event) -> None:
@@ -336,6 +354,8 @@ async def drive(
 
     stop, stop_typing = asyncio.Event(), asyncio.Event()
     lag_task = asyncio.create_task(measure_lag(lambda: current.lag, stop))
+    gc_pauses = GcPauses(lambda: current.gc_pauses)
+    gc.callbacks.append(gc_pauses)
     typing = asyncio.create_task(
         type_now_and_then(discord, args.every, lambda: current, stop_typing)
     )
@@ -389,6 +409,7 @@ async def drive(
         stop.set()
         stop_typing.set()
         await asyncio.gather(lag_task, typing, return_exceptions=True)
+        gc.callbacks.remove(gc_pauses)
     jobs = runtime.engine._book.jobs.values()
     return {
         "emitted_seconds": emitted,
@@ -419,6 +440,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     "socket_url": "",
                 },
                 database={"path": Path(folder) / "bench.db"},
+                web={"port": 0},  # no web server: not part of the burst, and 8080 may be taken
                 jobs={"max_concurrent": args.slots, "max_concurrent_per_guild": args.slots},
             )
             async with open_runtime(settings) as runtime:
@@ -443,6 +465,11 @@ def print_phase(phase: Phase, answered: dict[int, float], top: int) -> bool:
         print(f"  edits per beat         {beats['edits_per_beat']:.1f}")
     lag = percentile(phase.lag, 0.99) if phase.lag else float("nan")
     print(f"event-loop lag p99       {lag * 1000:.1f} ms  target < {LAG_TARGET * 1000:.0f} ms")
+    if phase.gc_pauses:
+        print(
+            f"  full GC pauses         {len(phase.gc_pauses)}, longest "
+            f"{max(phase.gc_pauses) * 1000:.0f} ms"
+        )
     p99 = percentile(answers, 0.99) if answers else float("nan")
     if answers:
         print(

@@ -126,9 +126,9 @@ class CpuSplit:
                 f"  {name:<18} {spent * 1000 / max(1, per):7.2f} ms   "
                 f"({spent:.2f} s, {spent / total * 100 if total else 0:4.1f} %)"
             )
-        if top:
-            lines.append(f"  wirobot's own, top {top} (innermost wirobot function):")
-            ours = [(k, v) for k, v in self.by_function.items() if k[0] == WIROBOT]
+        for name in (WIROBOT, DISCORD, SIMCORD) if top else ():
+            lines.append(f"  {name}, top {top} (its innermost function):")
+            ours = [(k, v) for k, v in self.by_function.items() if k[0] == name]
             for (_, where), spent in sorted(ours, key=lambda kv: -kv[1])[:top]:
                 lines.append(f"    {spent * 1000 / max(1, per):6.3f} ms  {where}")
         return lines

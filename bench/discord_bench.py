@@ -228,6 +228,7 @@ async def bench(
                     "socket_url": "",
                 },
                 database={"path": Path(folder) / "bench.db"},
+                web={"port": 0},  # no web server: not part of the burst, and 8080 may be taken
                 jobs={
                     "max_concurrent": commands,
                     "max_concurrent_per_guild": commands,

@@ -75,11 +75,22 @@ async def start_job(interaction: discord.Interaction[Any], request: JobRequest) 
     as a private follow-up, so Discord's 3 seconds are never missed.
     """
     bot = cast("WiroBot", interaction.client)
-    checking = asyncio.ensure_future(_check(bot, interaction, request))
-    done, _ = await asyncio.wait({checking}, timeout=ACK_BUDGET)
-    if not done:
-        await interaction.response.defer(thinking=True)
-    refusal, prepared = await checking
+    # The checks run here, not in a task of their own: in a burst they mostly need no turn
+    # on the database (its settings are recent), and a task and a wait per /imagine cost more
+    # than the checks. A timer defers the interaction should they take too long.
+    deferring: list[asyncio.Task[Any]] = []
+    late = asyncio.get_running_loop().call_later(
+        ACK_BUDGET,
+        lambda: deferring.append(
+            asyncio.ensure_future(interaction.response.defer(thinking=True))
+        ),
+    )
+    try:
+        refusal, prepared = await _check(bot, interaction, request)
+    finally:
+        late.cancel()
+        if deferring:
+            await deferring[0]
     if refusal is not None:
         await _refuse(interaction, refusal)
         return

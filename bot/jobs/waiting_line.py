@@ -8,12 +8,16 @@ Places in line follow from that rule without replaying it job by job. Call an ow
 its jobs at Wiro; its waiting jobs start at loads L, L+1, ... in turn. At any one load the
 owners that first wait at that load go first, by their last turn, and then the owners that
 went at the load below, in the order they went there: so within a load, owners who entered at a
-higher load go first, then by last turn. `positions()` walks the loads once; `position()` of one
-job counts over the owners.
+higher load go first, then by last turn. `positions()` walks the loads once. `position()` of one
+job (every new job's first status message asks it, so a burst of thousands does) looks at no
+other owner one by one when the loads come as a mapping: the owners are kept sorted by turn at
+each count of jobs waiting, so those before the job are counted with a sum and a bisection,
+and only the few owners with jobs at Wiro are looked at on their own.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from itertools import repeat
@@ -34,8 +38,9 @@ def owner_of(job: Job) -> Owner:
 class WaitingLine:
     def __init__(self, load: Callable[[Owner], int] | Mapping[Any, int]) -> None:
         """`load`: how many jobs each owner has at Wiro now, as a function of the owner or as
-        a mapping (absent: none). A mapping is read with `get`, the fast way: counting one
-        place looks up every waiting owner's load."""
+        a mapping (absent: none). With a mapping, one job's place is counted from the
+        mapping's owners alone (keep it to the owners with jobs at Wiro), not every waiting
+        owner."""
         self._load: Callable[[Owner], int]
         if isinstance(load, Mapping):
             get = load.get
@@ -50,6 +55,12 @@ class WaitingLine:
         self._served: dict[Owner, int] = {}
         self._serial = 0
         self._first_served = 0  # the smallest value in _served, for `push(front=True)`
+        # For one job's place without a look at every waiting owner: `_levels[j]` holds the
+        # sort keys (last turn, entry) of the owners with more than j jobs waiting, in order;
+        # `_entered` numbers the owners in the line's order (when each last joined it).
+        self._levels: list[list[tuple[int, int]]] = []
+        self._entered: dict[Owner, int] = {}
+        self._entries = 0
         # Every place in line, kept until the line or an owner's load changes.
         self._version = 0
         self._cached: tuple[int, tuple[int, ...], dict[int, int]] | None = None
@@ -65,13 +76,20 @@ class WaitingLine:
         if job.id in self._ids:
             return
         owner = owner_of(job)
-        jobs = self._owners.setdefault(owner, deque())
+        jobs = self._owners.get(owner)
+        if jobs is None:
+            jobs = self._owners[owner] = deque()
+            self._entries += 1
+            self._entered[owner] = self._entries
         if front:
-            jobs.appendleft(job)
+            was = self._key(owner)
             self._first_served = min(self._first_served, 0) - 1
             self._served[owner] = self._first_served
+            self._rekey(owner, was, len(jobs))
+            jobs.appendleft(job)
         else:
             jobs.append(job)
+        self._grow(owner, len(jobs) - 1)
         self._ids[job.id] = owner
         self._version += 1
 
@@ -84,10 +102,38 @@ class WaitingLine:
             if job.id == job_id:
                 jobs.remove(job)
                 break
+        self._shrink(owner, len(jobs))
         if not jobs:
             del self._owners[owner]
+            del self._entered[owner]
         self._version += 1
         return True
+
+    # -- owners by how many jobs they have waiting --------------------------------------------
+
+    def _key(self, owner: Owner) -> tuple[int, int]:
+        """Among owners who enter a load together: by last turn, then by the line's order."""
+        return self._served.get(owner, _NEVER), self._entered[owner]
+
+    def _grow(self, owner: Owner, had: int) -> None:
+        """`owner` had `had` jobs waiting and has one more."""
+        if had == len(self._levels):
+            self._levels.append([])
+        insort(self._levels[had], self._key(owner))
+
+    def _shrink(self, owner: Owner, has: int) -> None:
+        """`owner` has one job fewer waiting, `has` now (its key not yet changed)."""
+        level = self._levels[has]
+        del level[bisect_left(level, self._key(owner))]
+        while self._levels and not self._levels[-1]:
+            self._levels.pop()
+
+    def _rekey(self, owner: Owner, was: tuple[int, int], has: int) -> None:
+        """`owner`'s key changed from `was` (a new turn); it has `has` jobs waiting."""
+        key = self._key(owner)
+        for level in self._levels[:has]:
+            del level[bisect_left(level, was)]
+            insort(level, key)
 
     def _loads_now(self) -> tuple[int, ...]:
         """Every waiting owner's load, in the line's order."""
@@ -106,10 +152,15 @@ class WaitingLine:
             if can_start(jobs[0]):
                 job = jobs.popleft()
                 del self._ids[job.id]
-                if not jobs:
-                    del self._owners[owner]
+                self._shrink(owner, len(jobs))
+                was = self._key(owner)
                 self._serial += 1
                 self._served[owner] = self._serial
+                if jobs:
+                    self._rekey(owner, was, len(jobs))
+                else:
+                    del self._owners[owner]
+                    del self._entered[owner]
                 self._version += 1
                 return job
         return None
@@ -166,6 +217,42 @@ class WaitingLine:
         self._cached = (self._version, loads, places)
         return places
 
+    def _counted(self, owner: Owner, index: int, loads: Mapping[Any, int]) -> int:
+        """The place of `owner`'s job number `index`, counted from the owners' levels and
+        the few owners with jobs at Wiro: no look at every waiting owner."""
+        entry = loads.get(owner, 0)
+        level = entry + index
+        key = self._key(owner)
+        levels = self._levels
+        # As if no owner had a job at Wiro: every owner's jobs below this level go first,
+        # then, at this level, the owners before this one by turn and order.
+        before = sum(map(len, levels[:level]))
+        if entry == 0:
+            before += bisect_left(levels[level], key)
+        # Then the owners with jobs at Wiro: take back what was counted for them, count them
+        # as they are (as in `position`'s full count).
+        owners = self._owners
+        for other, other_entry in loads.items():
+            if not other_entry or other not in owners:
+                continue
+            size = len(owners[other])
+            other_key = self._key(other)
+            before -= min(size, level)
+            if entry == 0 and size > level and other_key < key:
+                before -= 1
+            depth = level - other_entry
+            if depth < 0:
+                continue
+            if depth >= size:
+                before += size
+                continue
+            before += depth
+            if other_entry < entry:
+                continue
+            if other_entry > entry or (other != owner and other_key < key):
+                before += 1
+        return before + 1
+
     def position(self, job_id: int) -> int | None:
         """1-based place in line (None: not waiting). A lookup after `positions()` while
         nothing changed; otherwise one count over the waiting owners, not the whole line."""
@@ -177,6 +264,8 @@ class WaitingLine:
             return cached[2][job_id]
         jobs = self._owners[owner]
         index = next(n for n, job in enumerate(jobs) if job.id == job_id)
+        if self._loads is not None:
+            return self._counted(owner, index, self._loads)
         load = self._load
         entry = load(owner)
         level = entry + index

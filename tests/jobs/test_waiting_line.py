@@ -74,10 +74,13 @@ def shuffle(rng: random.Random, line: Line, steps: int, members: int) -> None:
             line.loads[(rng.randrange(2), rng.randrange(members))] += 1  # a job from elsewhere
 
 
+@pytest.mark.parametrize("loads_as_mapping", [False, True])
 @pytest.mark.parametrize("seed", range(300))
-def test_every_place_at_once_matches_the_fair_order_on_random_lines(seed: int) -> None:
+def test_every_place_at_once_matches_the_fair_order_on_random_lines(
+    seed: int, loads_as_mapping: bool
+) -> None:
     rng = random.Random(seed)
-    line = Line()
+    line = Line(loads_as_mapping=loads_as_mapping)
     members = rng.choice([1, 2, 3, 5, 12])
     for _ in range(rng.randrange(1, 6)):
         shuffle(rng, line, rng.randrange(1, 40), members)
