@@ -506,9 +506,10 @@ def print_phase(phase: Phase, answered: dict[int, float], top: int) -> bool:
     lag = percentile(phase.lag, 0.99) if phase.lag else float("nan")
     print(f"event-loop lag p99       {lag * 1000:.1f} ms  target < {LAG_TARGET * 1000:.0f} ms")
     if phase.gc_pauses:
+        longest = max(phase.gc_pauses)
         print(
-            f"  full GC pauses         {len(phase.gc_pauses)}, longest "
-            f"{max(phase.gc_pauses) * 1000:.0f} ms"
+            f"  full GC pauses         {len(phase.gc_pauses)}, longest {longest * 1000:.0f} ms CPU"
+            + ("  (over the lag target: see whose objects, below)" if longest > LAG_TARGET else "")
         )
     p99 = percentile(answers, 0.99) if answers else float("nan")
     if answers:
