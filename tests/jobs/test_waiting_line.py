@@ -142,3 +142,16 @@ def test_ten_thousand_places_from_two_thousand_members_in_one_pass() -> None:
         line.start()
     places = line.line.positions()
     assert sorted(places.values()) == list(range(1, 10_000 - 8 + 1))
+
+
+def test_a_new_jobs_place_in_a_long_line_agrees_with_the_whole_line() -> None:
+    line = Line(loads_as_mapping=True)
+    rng = random.Random(11)
+    for _ in range(10_000):
+        line.add(rng.randrange(2_000))
+    for _ in range(8):
+        line.start()
+    newest = [line.add(rng.randrange(2_500)) for _ in range(50)]
+    places = line.line.positions()
+    line.line._cached = None  # each counted alone, as a new job's first status message does
+    assert [line.line.position(job.id) for job in newest] == [places[job.id] for job in newest]
