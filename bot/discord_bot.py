@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import signal
 from contextlib import AsyncExitStack
@@ -209,6 +210,11 @@ def run_bot(settings: Settings) -> int:
     token = settings.require_discord_token().get_secret_value()
     settings.require_wiro_key()
     check_storage(settings)
+    # What start-up built (modules, classes, the libraries' tables) lives as long as the
+    # process: out of the collector's sight, a full collection in a burst, which stops the
+    # loop while it walks every object, walks only the jobs and what came after.
+    gc.collect()
+    gc.freeze()
     return asyncio.run(_run(settings, token))
 
 

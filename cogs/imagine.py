@@ -115,7 +115,7 @@ class Imagine(commands.Cog):
         if typed:
             return catalog.get(str(typed))
         if interaction.guild_id is not None:
-            guild = await self.bot.runtime.store.guilds.get(interaction.guild_id)
+            guild = await self.bot.runtime.store.guilds.recent(interaction.guild_id)
             if guild.default_model:
                 return catalog.get(guild.default_model)
         return catalog.get(self.bot.runtime.engine.default_model)

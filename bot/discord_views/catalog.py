@@ -43,7 +43,7 @@ async def allowed_model_choices(
     catalog = runtime.catalog
     allowed: list[str] | None = None
     if guild_id is not None:
-        guild = await runtime.store.guilds.get(guild_id)
+        guild = await runtime.store.guilds.recent(guild_id)
         allowed = [m.slug for m in catalog.all() if guild.allows(m.slug)]
     return model_choices(catalog.search(current, allowed=allowed, limit=MAX_CHOICES))
 

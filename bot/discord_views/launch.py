@@ -16,7 +16,7 @@ import discord
 from bot.catalog.validation import InvalidInput
 from bot.discord_views.fit import CONTENT, fit
 from bot.jobs.engine import BudgetExceeded, JobRefused, JobRequest, LimitReached, Prepared
-from bot.jobs.job import Requester
+from bot.jobs.job import Job, Requester
 
 if TYPE_CHECKING:
     from bot.discord_bot import WiroBot
@@ -69,30 +69,47 @@ def age_restricted(channel: object) -> bool:
 async def start_job(interaction: discord.Interaction[Any], request: JobRequest) -> None:
     """Check, submit and show a job; or tell the person why not. Answers the interaction.
 
-    The checks are local (the interaction, the catalog, SQLite) and normally take
-    milliseconds, so a refusal is a private answer of its own. Should they take longer than
-    `ACK_BUDGET` (a busy database), the interaction is deferred first and the refusal comes
-    as a private follow-up, so Discord's 3 seconds are never missed.
+    The checks and the submission are local (the interaction, the catalog, the database) and
+    normally take milliseconds, so the first answer is the job's status message itself, or a
+    refusal told privately: one answer, one request to Discord. Should they take longer than
+    `ACK_BUDGET` (a busy database), the interaction is deferred first, and the status message
+    (or a private refusal, as a follow-up) comes after, so Discord's 3 seconds are never
+    missed.
     """
     bot = cast("WiroBot", interaction.client)
-    checking = asyncio.ensure_future(_check(bot, interaction, request))
-    done, _ = await asyncio.wait({checking}, timeout=ACK_BUDGET)
-    if not done:
-        await interaction.response.defer(thinking=True)
-    refusal, prepared = await checking
-    if refusal is not None:
-        await _refuse(interaction, refusal)
-        return
-    if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
+    # The work runs here, not in a task of its own: in a burst the checks mostly need no turn
+    # on the database (its settings are recent), and a task and a wait per /imagine cost more
+    # than the checks. A timer defers the interaction should the work take too long.
+    deferring: list[asyncio.Task[Any]] = []
+    late = asyncio.get_running_loop().call_later(
+        ACK_BUDGET,
+        lambda: deferring.append(asyncio.ensure_future(interaction.response.defer(thinking=True))),
+    )
     try:
-        assert prepared is not None
-        job = await bot.runtime.engine.submit(prepared)
-    except (InvalidInput, JobRefused) as exc:
-        await _refuse(interaction, _refusal_words(exc))
+        job = await _checked_and_submitted(bot, interaction, request)
+    finally:
+        late.cancel()
+        if deferring:
+            await deferring[0]
+    if isinstance(job, str):
+        await _refuse(interaction, job)
         return
     target = bot.updater.follow(job, filesize_limit=interaction.filesize_limit)
     await bot.updater.show_first(target, interaction)
+
+
+async def _checked_and_submitted(
+    bot: WiroBot, interaction: discord.Interaction[Any], request: JobRequest
+) -> Job | str:
+    """The submitted job, or why not in words."""
+    refusal, prepared = await _check(bot, interaction, request)
+    if refusal is not None:
+        return refusal
+    assert prepared is not None
+    try:
+        return await bot.runtime.engine.submit(prepared)
+    except (InvalidInput, JobRefused) as exc:
+        return _refusal_words(exc)
 
 
 async def _check(

@@ -196,22 +196,24 @@ class StatusUpdater:
         return target
 
     async def show_first(self, target: Target, interaction: discord.Interaction[Any]) -> None:
-        """Turn the deferred answer of `interaction` into the job's status message."""
+        """Answer `interaction` with the job's status message (or turn its deferred answer
+        into it)."""
         job = await self._job(target.job_id)
         if job is None:
             return
         place = self._bot.runtime.engine.queue_position(job.id)
         words = self._words(job, place)
+        embed = render.status_embed(job, self._model(job), position=place, progress=job.progress)
+        view = status_view(job.id)
         try:
-            message = await interaction.edit_original_response(
-                embed=render.status_embed(
-                    job, self._model(job), position=place, progress=job.progress
-                ),
-                view=status_view(job.id),
-            )
+            if interaction.response.is_done():
+                message_id = (await interaction.edit_original_response(embed=embed, view=view)).id
+            else:
+                answer = await interaction.response.send_message(embed=embed, view=view)
+                message_id = answer.message_id or (await interaction.original_response()).id
         finally:
             target.ready = True
-        target.message_id = message.id
+        target.message_id = message_id
         target.edited_at = self._beat
         target.token = interaction.token
         target.interaction_at = interaction.created_at.timestamp()
@@ -219,7 +221,7 @@ class StatusUpdater:
         target.place = place
         await self._bot.runtime.store.jobs.update(
             job.id,
-            status_message_id=message.id,
+            status_message_id=message_id,
             interaction_token=interaction.token,
             interaction_at=target.interaction_at,
         )

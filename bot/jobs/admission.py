@@ -82,7 +82,7 @@ class Admission:
         """Check a request without storing anything. Raises InvalidInput or LimitReached
         with a message for the person."""
         guild_id = request.requester.guild_id
-        guild = await self._store.guilds.get(guild_id) if guild_id is not None else None
+        guild = await self._store.guilds.recent(guild_id) if guild_id is not None else None
         slug = request.model or (guild.default_model if guild else None) or self._default_model
         model = self._catalog.require(slug)
         if guild is not None and not guild.allows(model.slug):
@@ -93,7 +93,9 @@ class Admission:
                 ", ".join(allowed),
             )
         defaults = (
-            await self._store.guilds.model_defaults(guild.guild_id, model.slug) if guild else {}
+            await self._store.guilds.recent_model_defaults(guild.guild_id, model.slug)
+            if guild
+            else {}
         )
         caps = InputCaps(guild.max_samples, guild.max_steps) if guild else None
         given = {"prompt": request.prompt, **request.options}

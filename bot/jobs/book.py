@@ -149,7 +149,11 @@ class JobBook:
             self.at_wiro -= 1
         self.active -= 1
         self.active_by_guild[job.guild_id] -= 1
-        self.active_by_owner[(job.guild_id, job.user_id)] -= 1
+        owner = (job.guild_id, job.user_id)
+        self.active_by_owner[owner] -= 1
+        if not self.active_by_owner[owner]:
+            # Only owners with jobs at Wiro stay: the waiting line looks at each of them.
+            del self.active_by_owner[owner]
         self.wakeup.set()
 
     # -- background work -------------------------------------------------------------------

@@ -84,7 +84,7 @@ class Budgets:
         skip the check and the lock)."""
         if requester.guild_id is None:
             return False
-        budget = await self.store.spend.budget(requester.guild_id)
+        budget = await self.store.spend.recent_budget(requester.guild_id)
         return any(
             limit is not None
             for limit in (budget.server_monthly, budget.member_monthly, budget.member_daily)

@@ -42,7 +42,7 @@ class Dispatcher:
         self._settings = settings
         self._start = start
         self.gate = gate or WiroGate()
-        self.line = WaitingLine(lambda owner: book.active_by_owner[owner])  # type: ignore[index]
+        self.line = WaitingLine(book.active_by_owner)
         self._user_caps: dict[int, int] = {}  # guild -> its per-member concurrency setting
         self._told: str | None = None  # the reason waiting jobs were last given
         #: Whether other processes share the database (and so the limits).

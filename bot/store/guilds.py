@@ -9,6 +9,8 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store.recent import Recent
+
 
 @dataclass(frozen=True, slots=True)
 class GuildSettings:
@@ -37,6 +39,28 @@ _COLUMNS = tuple(f.name for f in fields(GuildSettings))
 class GuildRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._recent: Recent[int, GuildSettings] = Recent()
+        self._recent_defaults: Recent[tuple[int, str], dict[str, Any]] = Recent()
+
+    async def recent(self, guild_id: int) -> GuildSettings:
+        """A server's settings as read at most `RECENT` seconds ago (this process's own
+        changes at once): for the hot paths, /imagine and autocomplete."""
+        settings = self._recent.get(guild_id)
+        if settings is None:
+            generation = self._recent.generation
+            settings = await self.get(guild_id)
+            self._recent.put(guild_id, settings, generation)
+        return settings
+
+    async def recent_model_defaults(self, guild_id: int, model: str) -> dict[str, Any]:
+        """`model_defaults`, as read at most `RECENT` seconds ago (a copy)."""
+        key = (guild_id, model)
+        defaults = self._recent_defaults.get(key)
+        if defaults is None:
+            generation = self._recent_defaults.generation
+            defaults = await self.model_defaults(guild_id, model)
+            self._recent_defaults.put(key, defaults, generation)
+        return dict(defaults)
 
     async def get(self, guild_id: int) -> GuildSettings:
         async with self._conn.execute(
@@ -74,6 +98,7 @@ class GuildRepository:
             (*values, time.time()),
         )
         await self._conn.commit()
+        self._recent.forget(settings.guild_id)  # after the commit: no read keeps the old
 
     async def model_defaults(self, guild_id: int, model: str) -> dict[str, Any]:
         async with self._conn.execute(
@@ -103,6 +128,7 @@ class GuildRepository:
             (guild_id, model, option, json.dumps(value)),
         )
         await self._conn.commit()
+        self._recent_defaults.forget((guild_id, model))
 
     async def clear_model_defaults(
         self, guild_id: int, model: str, option: str | None = None
@@ -118,4 +144,5 @@ class GuildRepository:
                 (guild_id, model, option),
             )
         await self._conn.commit()
+        self._recent_defaults.forget((guild_id, model))
         return cursor.rowcount

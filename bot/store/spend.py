@@ -13,6 +13,7 @@ import aiosqlite
 
 from bot.catalog.pricing import ModelPricing
 from bot.money import from_pico, to_pico
+from bot.store.recent import Recent
 from bot.wiro.types import price_rules
 
 #: A job's weight against a budget: its cost once known, else its estimate while it may still
@@ -100,6 +101,7 @@ def _summed(
 class SpendRepository:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._recent_budgets: Recent[int, Budget] = Recent()
 
     # -- kept prices (bot.catalog.pricing.PriceCache) -----------------------------------------
 
@@ -162,6 +164,16 @@ class SpendRepository:
 
     # -- budgets --------------------------------------------------------------------------------
 
+    async def recent_budget(self, guild_id: int) -> Budget:
+        """A server's budgets as read at most `RECENT` seconds ago (this process's own
+        changes at once): whether a budget applies at all, on every /imagine."""
+        budget = self._recent_budgets.get(guild_id)
+        if budget is None:
+            generation = self._recent_budgets.generation
+            budget = await self.budget(guild_id)
+            self._recent_budgets.put(guild_id, budget, generation)
+        return budget
+
     async def budget(self, guild_id: int) -> Budget:
         async with self._conn.execute(
             "SELECT server_monthly_pico, member_daily_pico, member_monthly_pico,"
@@ -197,6 +209,7 @@ class SpendRepository:
             ),
         )
         await self._conn.commit()
+        self._recent_budgets.forget(budget.guild_id)  # after the commit: no read keeps the old
 
     async def alerts_channels(self) -> dict[int, int]:
         """Every server's alerts channel, by server."""

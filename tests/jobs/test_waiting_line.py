@@ -27,9 +27,9 @@ def job(job_id: int, user: int, guild: int = 1) -> Job:
 class Line:
     """A waiting line with slots: jobs start, end, wait, come back first, get cancelled."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, loads_as_mapping: bool = False) -> None:
         self.loads: Counter[Owner] = Counter()
-        self.line = WaitingLine(lambda owner: self.loads[owner])
+        self.line = WaitingLine(self.loads if loads_as_mapping else lambda o: self.loads[o])
         self.running: list[Job] = []
         self.next_id = 1
 
@@ -74,10 +74,13 @@ def shuffle(rng: random.Random, line: Line, steps: int, members: int) -> None:
             line.loads[(rng.randrange(2), rng.randrange(members))] += 1  # a job from elsewhere
 
 
+@pytest.mark.parametrize("loads_as_mapping", [False, True])
 @pytest.mark.parametrize("seed", range(300))
-def test_every_place_at_once_matches_the_fair_order_on_random_lines(seed: int) -> None:
+def test_every_place_at_once_matches_the_fair_order_on_random_lines(
+    seed: int, loads_as_mapping: bool
+) -> None:
     rng = random.Random(seed)
-    line = Line()
+    line = Line(loads_as_mapping=loads_as_mapping)
     members = rng.choice([1, 2, 3, 5, 12])
     for _ in range(rng.randrange(1, 6)):
         shuffle(rng, line, rng.randrange(1, 40), members)
@@ -87,10 +90,13 @@ def test_every_place_at_once_matches_the_fair_order_on_random_lines(seed: int) -
             assert line.line.position(job_id) == place
 
 
+@pytest.mark.parametrize("loads_as_mapping", [False, True])
 @pytest.mark.parametrize("seed", range(100))
-def test_one_place_without_the_whole_line_matches_the_fair_order(seed: int) -> None:
+def test_one_place_without_the_whole_line_matches_the_fair_order(
+    seed: int, loads_as_mapping: bool
+) -> None:
     rng = random.Random(seed)
-    line = Line()
+    line = Line(loads_as_mapping=loads_as_mapping)
     shuffle(rng, line, rng.randrange(5, 80), rng.choice([2, 4, 9]))
     for job_id, place in line.expected().items():
         line.line._cached = None  # no pass made: counted for this job alone
@@ -136,3 +142,16 @@ def test_ten_thousand_places_from_two_thousand_members_in_one_pass() -> None:
         line.start()
     places = line.line.positions()
     assert sorted(places.values()) == list(range(1, 10_000 - 8 + 1))
+
+
+def test_a_new_jobs_place_in_a_long_line_agrees_with_the_whole_line() -> None:
+    line = Line(loads_as_mapping=True)
+    rng = random.Random(11)
+    for _ in range(10_000):
+        line.add(rng.randrange(2_000))
+    for _ in range(8):
+        line.start()
+    newest = [line.add(rng.randrange(2_500)) for _ in range(50)]
+    places = line.line.positions()
+    line.line._cached = None  # each counted alone, as a new job's first status message does
+    assert [line.line.position(job.id) for job in newest] == [places[job.id] for job in newest]
