@@ -107,12 +107,11 @@ class _SocketView:
     """Turns socket messages into the Task updates the engine reads (status, progress)."""
 
     def __init__(self, task_id: str, token: str, on_update: OnUpdate) -> None:
-        self._task_id = task_id
-        self._token = token
         self._on_update = on_update
         self._status = TaskStatus.QUEUE
         self._progress: TaskProgress | None = None
         self._told: tuple[TaskStatus, TaskProgress | None] | None = None
+        self._template = Task(id=task_id, socketaccesstoken=token, status=TaskStatus.QUEUE)
         self.ended_ok = False
 
     async def on_message(self, message: SocketMessage) -> None:
@@ -132,14 +131,10 @@ class _SocketView:
         if (self._status, self._progress) == self._told:
             return
         self._told = (self._status, self._progress)
-        # Built without validation: every value is already typed, and a thousand tasks'
-        # progress lines make this one of the engine's busiest lines.
+        # A copy of one validated Task: cheaper than validating a new one for every line.
         await self._on_update(
-            Task.model_construct(
-                id=self._task_id,
-                socketaccesstoken=self._token,
-                status=self._status,
-                reported_progress=self._progress,
+            self._template.model_copy(
+                update={"status": self._status, "reported_progress": self._progress}
             )
         )
 
