@@ -1,6 +1,7 @@
 """Engine benchmark: thousands of concurrent jobs in one engine process against the Wiro stand-in.
 
     python bench/engine_bench.py [--jobs 5000] [--seconds 10] [--jitter 1] [--same-process]
+                                 [--polling] [--few-lines] [--loop uvloop|asyncio]
 
 The jobs are submitted all at once (concurrently, as a burst of /imagine arrives), with a slot
 for each. Prints the submit burst's time, the wall time, Task/Detail calls per job, the delay
@@ -9,6 +10,11 @@ p95), database commits per job, the process's CPU time, event-loop lag p99 and p
 against the targets: submit burst under 5 s, delay p50 under 1 s and p95 under 2 s, at most 10
 Detail calls per job, loop lag p99 under 50 ms, peak RSS under 300 MB. The machine's load
 average is printed beside them: other busy processes lengthen every figure.
+
+Each task writes a progress line per step (about thirty; `--few-lines`: the stand-in's six
+sample lines), as real models do. The engine runs on uvloop, as the `wirobot` command does
+(`--loop asyncio`: asyncio's own loop). CPU time per job is the figure to compare on a busy
+machine; the delays and the lag grow with whatever else shares the cores.
 
 The stand-in runs in a child process by default (Wiro is another machine in real life);
 `--same-process` serves it from the engine's own event loop instead, a harsher setting.
