@@ -1,6 +1,7 @@
 """Engine benchmark: thousands of concurrent jobs in one engine process against the Wiro stand-in.
 
     python bench/engine_bench.py [--jobs 5000] [--seconds 10] [--jitter 1] [--same-process]
+                                 [--polling] [--few-lines] [--loop uvloop|asyncio]
 
 The jobs are submitted all at once (concurrently, as a burst of /imagine arrives), with a slot
 for each. Prints the submit burst's time, the wall time, Task/Detail calls per job, the delay
@@ -9,6 +10,11 @@ p95), database commits per job, the process's CPU time, event-loop lag p99 and p
 against the targets: submit burst under 5 s, delay p50 under 1 s and p95 under 2 s, at most 10
 Detail calls per job, loop lag p99 under 50 ms, peak RSS under 300 MB. The machine's load
 average is printed beside them: other busy processes lengthen every figure.
+
+Each task writes a progress line per step (about thirty; `--few-lines`: the stand-in's six
+sample lines), as real models do. The engine runs on uvloop, as the `wirobot` command does
+(`--loop asyncio`: asyncio's own loop). CPU time per job is the figure to compare on a busy
+machine; the delays and the lag grow with whatever else shares the cores.
 
 The stand-in runs in a child process by default (Wiro is another machine in real life);
 `--same-process` serves it from the engine's own event loop instead, a harsher setting.
@@ -35,8 +41,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import standin_process
 from bench.standin_process import jittered, stats
 from bot.catalog.catalog import Catalog
+from bot.event_loop import use_fast_loop
 from bot.jobs.engine import JobEngine, JobRequest
 from bot.jobs.events import EventKind
 from bot.jobs.job import JobState, Requester
@@ -52,10 +60,12 @@ StatsFn = Callable[[], "asyncio.Future[dict[str, Any]] | Any"]
 
 @asynccontextmanager
 async def standin(
-    seconds: float, jitter: float, same_process: bool
+    seconds: float, jitter: float, same_process: bool, step_lines: bool, loop: str
 ) -> AsyncIterator[tuple[dict[str, Any], Any]]:
     """Yields (connection info, async function returning the stand-in's statistics)."""
     if same_process:
+        if step_lines:
+            standin_process.step_lines()
         async with WiroStandIn(run_seconds=seconds) as wiro:
             jittered(wiro, seconds, jitter)
 
@@ -77,6 +87,9 @@ async def standin(
         str(seconds),
         "--jitter",
         str(jitter),
+        "--loop",
+        loop,
+        *(["--step-lines"] if step_lines else []),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         limit=2**26,  # the statistics line grows with the jobs (about 100 bytes each)
@@ -112,9 +125,15 @@ async def measure_lag(samples: list[float], stop: asyncio.Event, every: float = 
 
 
 async def bench(
-    jobs: int, seconds: float, jitter: float, same_process: bool, use_socket: bool
+    jobs: int,
+    seconds: float,
+    jitter: float,
+    same_process: bool,
+    use_socket: bool,
+    step_lines: bool = True,
+    loop: str = "uvloop",
 ) -> dict[str, Any]:
-    async with standin(seconds, jitter, same_process) as (wiro, wiro_stats):
+    async with standin(seconds, jitter, same_process, step_lines, loop) as (wiro, wiro_stats):
         with tempfile.TemporaryDirectory() as folder:
             async with (
                 aiohttp.ClientSession() as session,
@@ -215,10 +234,31 @@ def main() -> int:
     parser.add_argument(
         "--polling", action="store_true", help="socket off: follow tasks by polling only"
     )
+    parser.add_argument(
+        "--few-lines",
+        action="store_true",
+        help="the stand-in's six sample progress lines per task instead of one per step",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop (the bot's default: uvloop)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
+    if args.loop == "uvloop":
+        use_fast_loop()
     result = asyncio.run(
-        bench(args.jobs, args.seconds, args.jitter, args.same_process, not args.polling)
+        bench(
+            args.jobs,
+            args.seconds,
+            args.jitter,
+            args.same_process,
+            not args.polling,
+            step_lines=not args.few_lines,
+            loop=args.loop,
+        )
     )
     where = "this event loop" if args.same_process else "a child process"
     print(
@@ -226,6 +266,9 @@ def main() -> int:
     )
     print(f"machine                  {os.cpu_count()} CPUs, load average {load:.2f} before the run")
     print(f"stand-in                 {where}")
+    print(f"event loop               {args.loop}")
+    lines = "six sample lines" if args.few_lines else "one line per step"
+    print(f"progress lines           {lines} per task")
     print(f"jobs                     {result['jobs']} ({result['succeeded']} succeeded)")
     for reason, count in result["failures"].most_common(3):
         print(f"  {count} x {reason}")

@@ -17,6 +17,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.event_loop import use_fast_loop
+from tests import wiro_standin
 from tests.wiro_standin import WiroStandIn
 
 
@@ -31,6 +33,20 @@ def jittered(wiro: WiroStandIn, seconds: float, jitter: float, seed: int = 1) ->
         return task
 
     wiro._new_task = new_task  # type: ignore[method-assign]
+
+
+def step_lines() -> None:
+    """Make every task write one "Step n/N" line per step, as real models print a progress
+    line per step (about thirty for a ten-second task), not the stand-in's six sample lines."""
+
+    def lines(total_steps: int = 20) -> list[tuple[str, Any]]:
+        steps: list[tuple[str, Any]] = [
+            ("task_output", f"Step {n}/{total_steps}") for n in range(1, total_steps + 1)
+        ]
+        steps.insert(total_steps // 2, ("task_error", wiro_standin.STDERR_WARNING))
+        return [("task_output", "Loading pipeline components..."), *steps]
+
+    wiro_standin.progress_lines = lines
 
 
 def stats(wiro: WiroStandIn) -> dict[str, Any]:
@@ -63,5 +79,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--jitter", type=float, default=1.0)
+    parser.add_argument("--step-lines", action="store_true", help="a progress line per step")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
     args = parser.parse_args()
+    if args.step_lines:
+        step_lines()
+    if args.loop == "uvloop":
+        use_fast_loop()
     asyncio.run(serve(args.seconds, args.jitter))

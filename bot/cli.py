@@ -28,6 +28,7 @@ from bot.catalog.catalog import Catalog
 from bot.catalog.loader import spec_from_tool_detail
 from bot.catalog.pricing import UNKNOWN, PriceBook
 from bot.catalog.validation import InvalidInput, describe_allowed
+from bot.event_loop import use_fast_loop
 from bot.jobs.engine import JobEngine, JobRefused, JobRequest
 from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import Job, JobState, Requester
@@ -212,6 +213,13 @@ def _not_text(args: argparse.Namespace) -> str | None:
         if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
             return f"{shown} holds control characters ({_shown(value)}); type plain text"
     return None
+
+
+def entry() -> int:
+    """The `wirobot` command and `python -m bot`: `main` on the fastest event loop at hand
+    (set for the process, so only here: tests call `main` in their own loop)."""
+    use_fast_loop()
+    return main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

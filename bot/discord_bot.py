@@ -118,6 +118,7 @@ class WiroBot(commands.AutoShardedBot):
         command = interaction.command
         name = f"/{command.qualified_name}" if command is not None else "a command"
         await report_failure(interaction, error, name)
+
     async def web_context(self) -> WebContext:
         runtime = self.runtime
         imagine = self.tree.get_command("imagine")

@@ -131,9 +131,7 @@ class JobEngine:
         # `on_follow` hears "socket" or "polling" as each job is followed (for the metrics).
         fallback: TaskWatcher = polling if on_follow is None else PollingOnly(polling, on_follow)
         self._watcher: TaskWatcher = watcher or (
-            SocketWatcher(socket, polling, on_follow=on_follow)
-            if socket is not None
-            else fallback
+            SocketWatcher(socket, polling, on_follow=on_follow) if socket is not None else fallback
         )
         self._closing = False
         self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")

@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 class SocketWatcher:
     """A `TaskWatcher` on Wiro's socket, with `polling` as the fallback.
 
-    `resumed_after`: a job submitted longer ago than this when its watch begins was most
-    likely resumed after a restart; its task may have ended meanwhile, and a socket that
-    registers an ended task may say nothing, so one Task/Detail comes first.
+    `resumed_after`: a job submitted longer ago than this when its watch begins, and either
+    submitted before this watcher existed (resumed after a restart) or watched before (after
+    Wiro trouble), may have ended meanwhile; a socket that registers an ended task may say
+    nothing, so one Task/Detail comes first. A job whose Run merely answered late (thousands
+    submitted at once) goes straight to the socket: a Task/Detail each, within the shared
+    cap, would hold thousands of jobs back for minutes.
 
     `quiet_after`: when the socket has said nothing for this long (or 1.5 times the job's
     predicted duration, if longer), one Task/Detail checks that the task has not ended unseen.
@@ -47,15 +50,33 @@ class SocketWatcher:
         #: Told "socket" or "polling" each time a job is followed one way (for the metrics).
         self._on_follow = on_follow or _ignore
         self._resumed_after = resumed_after
+        self._started = time.time()
+        #: Jobs whose watch began and has not yet returned their task's end.
+        self._watching: set[int] = set()
         self._quiet_after = quiet_after
 
     async def watch(self, job: Job, on_update: OnUpdate) -> Task:
         assert job.task_id is not None
         if not job.task_token or not self._socket.available:
+            self._watching.discard(job.id)
             self._on_follow("polling")
             return await self._polling.watch(job, on_update)
         submitted = job.submitted_at or time.time()
-        if time.time() - submitted > self._resumed_after:
+        again = job.id in self._watching or submitted < self._started
+        self._watching.add(job.id)
+        try:
+            task = await self._follow(job, on_update, submitted, again)
+        except WiroError:
+            raise  # the job is watched again after a pause: it stays marked
+        except BaseException:
+            self._watching.discard(job.id)
+            raise
+        self._watching.discard(job.id)
+        return task
+
+    async def _follow(self, job: Job, on_update: OnUpdate, submitted: float, again: bool) -> Task:
+        assert job.task_id is not None and job.task_token is not None
+        if again and time.time() - submitted > self._resumed_after:
             task = await self._polling.detail(job)
             await on_update(task)
             if task.is_terminal:
@@ -107,12 +128,11 @@ class _SocketView:
     """Turns socket messages into the Task updates the engine reads (status, progress)."""
 
     def __init__(self, task_id: str, token: str, on_update: OnUpdate) -> None:
-        self._task_id = task_id
-        self._token = token
         self._on_update = on_update
         self._status = TaskStatus.QUEUE
         self._progress: TaskProgress | None = None
         self._told: tuple[TaskStatus, TaskProgress | None] | None = None
+        self._template = Task(id=task_id, socketaccesstoken=token, status=TaskStatus.QUEUE)
         self.ended_ok = False
 
     async def on_message(self, message: SocketMessage) -> None:
@@ -132,12 +152,10 @@ class _SocketView:
         if (self._status, self._progress) == self._told:
             return
         self._told = (self._status, self._progress)
+        # A copy of one validated Task: cheaper than validating a new one for every line.
         await self._on_update(
-            Task(
-                id=self._task_id,
-                socketaccesstoken=self._token,
-                status=self._status,
-                reported_progress=self._progress,
+            self._template.model_copy(
+                update={"status": self._status, "reported_progress": self._progress}
             )
         )
 

@@ -25,9 +25,14 @@ from bot.jobs.wording import duration_words
 from bot.settings import JobSettings
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import WiroError
-from bot.wiro.types import WAITING_STATUSES, Task, TaskStatus
+from bot.wiro.types import WAITING_STATUSES, Task, TaskProgress, TaskStatus
 
 log = logging.getLogger(__name__)
+
+#: Progress is announced when it moved by this fraction, or this many seconds after the last
+#: announcement, or when it reaches the end; the job always holds the latest.
+PROGRESS_STEP = 0.1
+PROGRESS_EVERY = 1.0
 
 #: Pauses between attempts to stop a task that must not be left running (seconds).
 STOP_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
@@ -57,6 +62,8 @@ class Follower:
         # Per job being followed: its timeout, and since when (loop time) it shows task_error.
         self._timeouts: dict[int, asyncio.Timeout] = {}
         self._error_since: dict[int, float] = {}
+        #: Per job being followed: when (monotonic) and at what fraction progress was told.
+        self._progress_told: dict[int, tuple[float, float]] = {}
 
     def deadline(self, job: Job) -> float:
         return (job.submitted_at or time.time()) + self._settings.deadline_seconds
@@ -76,6 +83,7 @@ class Follower:
         finally:
             self._timeouts.pop(job.id, None)
             self._error_since.pop(job.id, None)
+            self._progress_told.pop(job.id, None)
 
     async def _watch(self, job: Job) -> Task:
         """The watcher, again after Wiro trouble: only the deadline ends this."""
@@ -119,18 +127,38 @@ class Follower:
         if job.status.is_final:
             return
         book = self._book
-        self._note_error(job, task)
+        status = task.status
+        if status is TaskStatus.ERROR or job.id in self._error_since:
+            self._note_error(job, task)
         # Wiro's finer statuses are kept in memory (they pick Cancel or Kill); the store and
         # the subscribers hear only of changes of the job's own state.
-        running = task.status not in WAITING_STATUSES and not task.is_terminal
+        running = status not in WAITING_STATUSES and not task.is_terminal
         if running and job.status is not JobState.RUNNING:
             await book.set(
-                job, status=JobState.RUNNING, wiro_status=task.status.value, started_at=time.time()
+                job, status=JobState.RUNNING, wiro_status=status.value, started_at=time.time()
             )
-        job.wiro_status = task.status.value
-        if running and task.progress is not None and task.progress != job.progress:
-            job.progress = task.progress
-            book.events.publish(JobEvent(EventKind.PROGRESS, book.snapshot(job), job.progress))
+        job.wiro_status = status.value
+        if running:
+            progress = task.progress
+            if progress is not None and progress != job.progress:
+                job.progress = progress
+                self._announce(job, progress)
+
+    def _announce(self, job: Job, progress: TaskProgress) -> None:
+        """A PROGRESS event when it is worth one: a model prints a line per step, thirty or
+        more a task, and no one reads them all. The job itself always holds the latest."""
+        now = time.monotonic()
+        told = self._progress_told.get(job.id)
+        if (
+            told is not None
+            and progress.fraction < 1.0
+            and progress.fraction - told[1] < PROGRESS_STEP
+            and now - told[0] < PROGRESS_EVERY
+        ):
+            return
+        self._progress_told[job.id] = (now, progress.fraction)
+        book = self._book
+        book.events.publish(JobEvent(EventKind.PROGRESS, book.snapshot(job), progress))
 
     def _note_error(self, job: Job, task: Task) -> None:
         """A task_error that has not ended the task starts the grace period; leaving it

@@ -18,7 +18,6 @@ doubling to `backoff_max`, with jitter); `available` says whether one may be tri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -206,6 +205,8 @@ class WiroSocket:
         self._retry_at = 0.0
         #: Connections open now (for benchmarks and tests).
         self.open_connections = 0
+        #: Close handshakes still under way (`close()` waits for them).
+        self._closing: set[asyncio.Task[bool]] = set()
 
     def __repr__(self) -> str:
         return f"WiroSocket({self.url!r})"
@@ -220,6 +221,8 @@ class WiroSocket:
         return max(0.0, self._retry_at - time.monotonic())
 
     async def close(self) -> None:
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=self.connect_timeout)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -264,42 +267,65 @@ class WiroSocket:
         try:
             await ws.send_str(json.dumps({"type": "task_info", "tasktoken": token}))
             self._failures = 0
-            quiet_check = on_quiet is not None and quiet_after is not None
+            # First a shorter silence asks `on_quiet` once; after that, `idle_timeout` is lost.
+            quiet = (
+                on_quiet is not None and quiet_after is not None and quiet_after < self.idle_timeout
+            )
             while True:
-                last_word = time.monotonic()
-                frame = None
-                if quiet_check and quiet_after is not None and quiet_after < self.idle_timeout:
-                    with contextlib.suppress(TimeoutError):
-                        frame = await ws.receive(timeout=quiet_after)
-                    if frame is None:
-                        quiet_check = False
-                        assert on_quiet is not None
-                        if await on_quiet():
-                            return None
-                if frame is None:
-                    waited = time.monotonic() - last_word
-                    try:
-                        frame = await ws.receive(timeout=max(self.idle_timeout - waited, 0.001))
-                    except TimeoutError:
+                limit = quiet_after if quiet and quiet_after is not None else self.idle_timeout
+                try:
+                    return await self._read(ws, token, on_message, limit)
+                except TimeoutError:
+                    if not quiet:
                         raise SocketLost(
                             f"Wiro's socket said nothing for {self.idle_timeout:g} s"
                         ) from None
-                if frame.type is aiohttp.WSMsgType.TEXT:
-                    message = parse_message(frame.data)
-                elif frame.type is aiohttp.WSMsgType.BINARY:
-                    continue  # realtime models stream audio this way; nothing for us
-                else:
-                    raise SocketLost("Wiro's socket closed before the task ended")
-                if message.token and message.token != token:
-                    continue
-                await on_message(message)
-                if message.ends:
-                    return message
+                quiet = False
+                assert on_quiet is not None
+                if await on_quiet():
+                    return None
         except (aiohttp.ClientError, OSError) as exc:
             raise SocketLost(f"Wiro's socket failed ({type(exc).__name__})") from None
         finally:
             self.open_connections -= 1
-            await ws.close()
+            # The close handshake waits on Wiro: it must not hold up the job's result.
+            closing = asyncio.create_task(ws.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _read(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        token: str,
+        on_message: OnMessage,
+        silence: float,
+    ) -> SocketMessage:
+        """Messages until the task's end; TimeoutError after `silence` seconds without one.
+
+        One watchdog per connection rather than a timeout per frame: a thousand tasks'
+        progress lines would otherwise each cost a timer set and cancelled."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None) as timeout:
+            watchdog = _Watchdog(loop, timeout, silence)
+            try:
+                while True:
+                    watchdog.since = loop.time()
+                    watchdog.waiting = True
+                    frame = await ws.receive()
+                    watchdog.waiting = False
+                    if frame.type is aiohttp.WSMsgType.TEXT:
+                        message = parse_message(frame.data)
+                    elif frame.type is aiohttp.WSMsgType.BINARY:
+                        continue  # realtime models stream audio this way; nothing for us
+                    else:
+                        raise SocketLost("Wiro's socket closed before the task ended")
+                    if message.token and message.token != token:
+                        continue
+                    await on_message(message)
+                    if message.ends:
+                        return message
+            finally:
+                watchdog.stop()
 
     def _failed(self, attempt: float, exc: SocketLost) -> None:
         # Many connections fail together in one outage: count it once, not once per task.
@@ -313,3 +339,28 @@ class WiroSocket:
                 exc,
                 self.retry_in,
             )
+
+
+class _Watchdog:
+    """Expires `timeout` once the connection has been `waiting` for a message for `silence`
+    seconds (`since` then); never while a message is being handled. It looks when the wait
+    could first have lasted that long, and again later if a message came meanwhile."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: asyncio.Timeout, silence: float):
+        self.since = loop.time()
+        self.waiting = False
+        self._loop = loop
+        self._timeout = timeout
+        self._silence = silence
+        self._handle = loop.call_at(self.since + silence, self._look)
+
+    def _look(self) -> None:
+        now = self._loop.time()
+        due = (self.since if self.waiting else now) + self._silence
+        if now >= due:
+            self._timeout.reschedule(now)  # expire now: the wait raises TimeoutError
+        else:
+            self._handle = self._loop.call_at(due, self._look)
+
+    def stop(self) -> None:
+        self._handle.cancel()

@@ -165,6 +165,7 @@ class Task(_Payload):
         if isinstance(data, dict) and not data.get("outputs") and data.get("output"):
             return {**data, "outputs": data["output"]}
         return data
+
     @field_validator("totalcost", mode="before")
     @classmethod
     def _cost(cls, v: Any) -> Decimal:

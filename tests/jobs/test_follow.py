@@ -304,3 +304,32 @@ def test_an_empty_socket_url_means_polling_only() -> None:
     assert build_socket(Settings(wiro={"socket_url": ""})) is None
     socket = build_socket(Settings(wiro={"socket_url": "ws://127.0.0.1:9/socket"}))
     assert socket is not None and socket.url == "ws://127.0.0.1:9/socket"
+
+
+async def test_a_line_per_step_moves_the_job_on_without_an_event_per_line(
+    wiro: WiroStandIn, make_socket_engine: SocketEngineFactory
+) -> None:
+    # Real models print a progress line per step; subscribers hear of about every tenth of the
+    # way, and the job always holds the latest step.
+    wiro.hold()
+    engine, _ = await make_socket_engine()
+    with engine.subscribe() as events:
+        job = await engine.submit(request())
+        await until(lambda: bool(wiro.runs) and wiro.runs[0].task_id is not None)
+        task_id = wiro.runs[0].task_id
+        assert task_id is not None
+        wiro.advance(task_id, TaskStatus.START)
+        for step in range(1, 31):
+            wiro.report_progress(task_id, round(100 * step / 30), step, 30)
+            await until(lambda sent=step: wiro.socket.progress_sent[task_id] >= sent)
+
+        def latest_step() -> int | None:
+            live = engine.peek(job.id)
+            return live.progress.step if live is not None and live.progress is not None else None
+
+        await until(lambda: latest_step() == 30)
+        wiro.finish(task_id)
+        final, _, progress = await run_to_the_end(events, job.id)
+    assert final.status is JobState.SUCCEEDED
+    assert 5 <= len(progress) <= 15
+    assert progress[-1].fraction == 1.0

@@ -162,6 +162,30 @@ async def test_a_silent_socket_is_lost_after_the_idle_timeout(
         await socket.close()
 
 
+async def test_time_spent_handling_a_message_is_not_silence(
+    wiro: WiroStandIn, wiro_client: WiroClient
+) -> None:
+    # The idle timeout counts only waiting for Wiro: a handler slowed by a busy database is
+    # never cut off halfway through a message.
+    socket = WiroSocket(wiro.socket_url, idle_timeout=0.2)
+    wiro.run_seconds = 0.3
+    run = await wiro_client.run("owner/model", {"prompt": "a cat"})
+    seen: list[str] = []
+
+    async def slow(message: SocketMessage) -> None:
+        if not seen:
+            await asyncio.sleep(0.5)
+        seen.append(message.type)
+
+    try:
+        async with asyncio.timeout(5):
+            end = await socket.follow(run.socketaccesstoken, slow)
+    finally:
+        await socket.close()
+    assert end is not None and end.type == "task_postprocess_end"
+    assert seen[0] == "task_queue" and seen[-1] == "task_postprocess_end"
+
+
 async def test_many_connections_failing_together_count_as_one_failure(
     wiro: WiroStandIn, wiro_client: WiroClient, socket: WiroSocket
 ) -> None:
