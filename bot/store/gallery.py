@@ -15,6 +15,7 @@ import aiosqlite
 
 from bot.jobs.job import Job
 from bot.money import from_pico
+from bot.store.batch import WriteBatcher
 from bot.store.database import is_postgres
 from bot.store.jobs import _SELECT_JOBS, JobRepository, _job
 
@@ -74,19 +75,21 @@ class ModelSpend:
 
 
 class GalleryRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
-        self._jobs = JobRepository(conn)
+        self._writes = writes or WriteBatcher(conn)  # retries "database is locked"
+        self._jobs = JobRepository(conn, self._writes)
 
     # -- the signing secret ------------------------------------------------------------------
 
     async def signing_key(self) -> bytes:
         """The links' HMAC key: made once, on first use, and kept."""
-        await self._conn.execute(
-            "INSERT OR IGNORE INTO web_secrets (name, value, created_at) VALUES (?, ?, ?)",
-            (_SIGNING_KEY, secrets.token_bytes(32), time.time()),
+        await self._writes.write(
+            (
+                "INSERT OR IGNORE INTO web_secrets (name, value, created_at) VALUES (?, ?, ?)",
+                (_SIGNING_KEY, secrets.token_bytes(32), time.time()),
+            )
         )
-        await self._conn.commit()
         async with self._conn.execute(
             "SELECT value FROM web_secrets WHERE name = ?", (_SIGNING_KEY,)
         ) as cursor:
@@ -110,26 +113,27 @@ class GalleryRepository:
         now: float | None = None,
     ) -> Grant:
         now = time.time() if now is None else now
-        # Expired links are useless: drop them whenever a new one is made.
-        await self._conn.execute("DELETE FROM gallery_links WHERE expires_at < ?", (now,))
-        cursor = await self._conn.execute(
-            "INSERT INTO gallery_links (guild_id, user_id, channels, nsfw_channels, from_nsfw,"
-            " admin, roles, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        written = await self._writes.write(
+            # Expired links are useless: drop them whenever a new one is made.
+            ("DELETE FROM gallery_links WHERE expires_at < ?", (now,)),
             (
-                guild_id,
-                user_id,
-                None if channels is None else json.dumps(sorted(channels)),
-                json.dumps(sorted(nsfw_channels)),
-                int(from_nsfw),
-                int(admin),
-                json.dumps(sorted(roles)),
-                now,
-                now + lifetime,
+                "INSERT INTO gallery_links (guild_id, user_id, channels, nsfw_channels, from_nsfw,"
+                " admin, roles, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    user_id,
+                    None if channels is None else json.dumps(sorted(channels)),
+                    json.dumps(sorted(nsfw_channels)),
+                    int(from_nsfw),
+                    int(admin),
+                    json.dumps(sorted(roles)),
+                    now,
+                    now + lifetime,
+                ),
             ),
         )
-        await self._conn.commit()
-        assert cursor.lastrowid is not None
-        grant = await self.grant(cursor.lastrowid)
+        assert written.lastrowid is not None
+        grant = await self.grant(written.lastrowid)
         assert grant is not None
         return grant
 
@@ -157,13 +161,14 @@ class GalleryRepository:
     # -- member names --------------------------------------------------------------------------
 
     async def remember_name(self, guild_id: int, user_id: int, name: str) -> None:
-        await self._conn.execute(
-            "INSERT INTO member_names (guild_id, user_id, name, seen_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (guild_id, user_id) DO UPDATE SET name = excluded.name,"
-            " seen_at = excluded.seen_at",
-            (guild_id, user_id, name[:100], time.time()),
+        await self._writes.write(
+            (
+                "INSERT INTO member_names (guild_id, user_id, name, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, user_id) DO UPDATE SET name = excluded.name,"
+                " seen_at = excluded.seen_at",
+                (guild_id, user_id, name[:100], time.time()),
+            )
         )
-        await self._conn.commit()
 
     async def names(self, guild_id: int, user_ids: Iterable[int | None]) -> dict[int, str]:
         ids = sorted({uid for uid in user_ids if uid is not None})
