@@ -94,7 +94,6 @@ class WriteBatcher:
         finally:
             self._flusher = None
 
-
     async def _apply_retrying(
         self, units: list[tuple[Statement, ...]]
     ) -> list[Written | Exception]:

@@ -17,7 +17,7 @@ from bot.jobs.job import Job
 from bot.money import from_pico
 from bot.store.batch import WriteBatcher
 from bot.store.database import is_postgres
-from bot.store.jobs import _SELECT_JOBS, JobRepository, _job
+from bot.store.jobs import _JOB_COLUMNS, _WITH_INPUTS, JobRepository, _job
 
 _SIGNING_KEY = "gallery_signing_key"
 
@@ -196,9 +196,14 @@ class GalleryRepository:
     # -- pages ---------------------------------------------------------------------------------
 
     async def jobs(self, query: GalleryQuery) -> list[Job]:
-        """Succeeded jobs with their outputs, newest first (the order of the jobs_by_guild
-        index, so a page reads only its own rows)."""
-        where, params = _filter(query)
+        """Succeeded jobs with their outputs, newest first (the order of the server's
+        created_at index, so a page reads only its own rows). A prompt search goes through
+        the history's search (FTS5 on SQLite, full text on PostgreSQL): a rare word in a large
+        server reads the jobs that have it, not the whole server."""
+        match = await self._jobs.search_match(
+            query.search, guild_id=query.guild_id, user_id=query.user_id, model=query.model
+        )
+        before: float | None = None
         if query.before is not None:
             async with self._conn.execute(
                 "SELECT created_at FROM jobs WHERE id = ?", (query.before,)
@@ -206,13 +211,9 @@ class GalleryRepository:
                 row = await cursor.fetchone()
             if row is None:
                 return []
-            # A range on created_at (the index), then ties broken by id.
-            where += " AND created_at <= ? AND NOT (created_at = ? AND jobs.id >= ?)"
-            params.extend([row[0], row[0], query.before])
-        async with self._conn.execute(
-            f"{_SELECT_JOBS} WHERE {where} ORDER BY created_at DESC, jobs.id DESC LIMIT ?",
-            (*params, query.limit),
-        ) as cursor:
+            before = row[0]
+        sql, params = _page_sql(query, match, before)
+        async with self._conn.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]
         for job in jobs:
@@ -274,25 +275,48 @@ class GalleryRepository:
             await cursor.fetchone()
 
 
+def _page_sql(
+    query: GalleryQuery, match: tuple[str, str, list[Any]] | None, before: float | None
+) -> tuple[str, tuple[Any, ...]]:
+    """A page's SELECT: `match` is the search's (source, condition, parameters) from
+    `JobRepository.search_match`; `before` the created_at of the job the page starts below."""
+    where, params = _filter(query)
+    source = "jobs"
+    if match is not None:
+        source, clause, values = match
+        where = f"{clause} AND {where}"
+        params = [*values, *params]
+    if before is not None:
+        # A range on created_at (the index), then ties broken by id.
+        where += " AND jobs.created_at <= ? AND NOT (jobs.created_at = ? AND jobs.id >= ?)"
+        params.extend([before, before, query.before])
+    sql = (
+        f"SELECT {_JOB_COLUMNS} FROM {source} {_WITH_INPUTS} WHERE {where}"
+        " ORDER BY jobs.created_at DESC, jobs.id DESC LIMIT ?"
+    )
+    return sql, (*params, query.limit)
+
+
 def _filter(query: GalleryQuery) -> tuple[str, list[Any]]:
-    clauses = ["guild_id = ?", "status = 'succeeded'"]
+    clauses = ["jobs.guild_id = ?", "jobs.status = 'succeeded'"]
     params: list[Any] = [query.guild_id]
     if query.channels is not None:
         if query.channels:
             ids = sorted(query.channels)
-            clauses.append(f"channel_id IN ({', '.join('?' for _ in ids)})")
+            clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
         else:
             clauses.append("0")
     if query.model is not None:
-        clauses.append("model = ?")
+        clauses.append("jobs.model = ?")
         params.append(query.model)
     if query.user_id is not None:
-        clauses.append("user_id = ?")
+        clauses.append("jobs.user_id = ?")
         params.append(query.user_id)
     if query.search:
+        # The search's words found the candidates; the prompt must still contain the text.
         escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("prompt LIKE ? ESCAPE '\\'")
+        clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
         params.append(f"%{escaped}%")
     return " AND ".join(clauses), params
 

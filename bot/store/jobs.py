@@ -60,6 +60,17 @@ _RUN_LOCK = 0x77697231
 _RECENT_JOBS = 2000
 #: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
 _WORD = re.compile(r"[^\W_]+")
+#: PostgreSQL's prompt search: the expression migration 0008 indexes (GIN), word for word.
+_PG_MATCH = "to_tsvector('english', jobs.prompt) @@ plainto_tsquery('english', ?)"
+#: Searches whose words text search keeps (True) or drops as stop words (False), by words.
+_LEXEMES: dict[str, bool] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """PostgreSQL: whether a search's words narrow through text search."""
+
+    narrow: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,12 +328,68 @@ class JobRepository:
             job.outputs = await self.outputs(job.id)
         return jobs
 
+    async def search_match(
+        self,
+        search: str | None,
+        *,
+        guild_id: int | None,
+        user_id: int | None = None,
+        model: str | None = None,
+    ) -> tuple[str, str, list[Any]] | None:
+        """The history's prompt search for other pages (the gallery): (the FROM source, the
+        condition, its parameters) that pick the jobs having the search's words, through the
+        search index; None when the words cannot narrow (none, or only stop words). The
+        caller keeps its own conditions (and LIKE for "contains this text")."""
+        words = _WORD.findall(search.lower()) if search else []
+        if not words:
+            return None
+        if is_postgres(self._conn):
+            if not await self._has_lexemes(words):
+                return None
+            return "jobs", _PG_MATCH, [" ".join(words)]
+        terms = []
+        token = model_token(model) if model and guild_id is not None else None
+        if guild_id is not None:
+            terms.append(f"g{int(guild_id)}{token or ''}")
+        if user_id is not None:
+            terms.append(f"u{int(user_id)}")
+        terms += words
+        return (
+            "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid",
+            "jobs_search MATCH ?",
+            [" AND ".join(f'"{term}"' for term in terms)],
+        )
+
+    async def _has_lexemes(self, words: list[str]) -> bool:
+        """PostgreSQL: whether text search keeps any of the words (not all stop words). Asked
+        apart, so the search's condition stays one that the words index can serve."""
+        text = " ".join(words)
+        known = _LEXEMES.get(text)
+        if known is None:
+            async with self._conn.execute(
+                "SELECT numnode(plainto_tsquery('english', ?)) > 0", (text,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            known = bool(row and row[0])
+            if len(_LEXEMES) >= 1024:
+                _LEXEMES.clear()
+            _LEXEMES[text] = known
+        return known
+
+    async def _dialect(self, query: HistoryQuery) -> _Words | None:
+        """None on SQLite (FTS5); on PostgreSQL, whether text search can narrow the search
+        (its words are not all stop words)."""
+        if not is_postgres(self._conn):
+            return None
+        words = _WORD.findall(query.search.lower()) if query.search else []
+        return _Words(bool(words) and await self._has_lexemes(words))
+
     async def history(self, query: HistoryQuery) -> list[Job]:
         """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
         order = "ASC" if query.after_id is not None else "DESC"
-        pg = is_postgres(self._conn)  # FTS5 is SQLite's; PostgreSQL: text search and ILIKE
+        pg = await self._dialect(query)
         try:
-            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=not pg, pg=pg)
+            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=pg is None, pg=pg)
             rows = await self._fetch(sql, (*params, query.limit))
         except sqlite3.OperationalError:
             # A search FTS5 cannot parse: read it plainly instead (slower, still right).
@@ -343,9 +410,9 @@ class JobRepository:
         )
         limit = " LIMIT ?" if cap is not None else ""
         extra = (cap,) if cap is not None else ()
-        pg = is_postgres(self._conn)
+        pg = await self._dialect(query)
         try:
-            sql, params = _history_sql(unpaged, "1", order=None, fts=not pg, pg=pg)
+            sql, params = _history_sql(unpaged, "1", order=None, fts=pg is None, pg=pg)
             rows = await self._fetch(
                 f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
             )
@@ -543,7 +610,7 @@ def _history_sql(
     *,
     order: str | None,
     fts: bool = True,
-    pg: bool = False,
+    pg: _Words | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
     """The SELECT for a history query; with `order` ("ASC", "DESC") ordered by id and
     ending in `LIMIT ?`.
@@ -553,8 +620,8 @@ def _history_sql(
     reads the matching jobs only, in id order. Words match whole (stemmed: "cats" finds
     "cat"); LIKE then keeps the meaning "the prompt contains this text" among them, and the
     SQL conditions stay the judge of server, member and model. PostgreSQL (`pg`) matches the
-    words whole and stemmed with its own text search ('english'; stop words ignored), then
-    ILIKE as well."""
+    words whole and stemmed with its own text search ('english', served by migration 0008's
+    index; a search of stop words only is left to ILIKE), then ILIKE as well."""
     clauses: list[str] = []
     params: list[Any] = []
     source, key = "jobs", "jobs.id"
@@ -574,12 +641,9 @@ def _history_sql(
         terms += words
         clauses.append("jobs_search MATCH ?")
         params.append(" AND ".join(f'"{term}"' for term in terms))
-    elif pg and words:
-        clauses.append(
-            "(numnode(plainto_tsquery('english', ?)) = 0"
-            " OR to_tsvector('english', jobs.prompt) @@ plainto_tsquery('english', ?))"
-        )
-        params += [" ".join(words)] * 2
+    elif pg is not None and pg.narrow and words:
+        clauses.append(_PG_MATCH)
+        params.append(" ".join(words))
     for column, value in (
         ("guild_id", query.guild_id),
         ("user_id", query.user_id),

@@ -1,0 +1,2 @@
+-- Placeholder for the number another branch uses (0006 posting). Delete when merging.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- Placeholder for the number another branch uses (0007 shared claims). Delete when merging.
+SELECT 1;
