@@ -26,6 +26,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.history_bench import CACHE, COMMON, MODELS, RARE, _fresh_copy, build, timed
+from bot.discord_views.history import COUNT_CAP, FILTERED_COUNT_CAP
 from bot.store import HistoryQuery, Store
 from tests.postgres_server import PostgresServer
 
@@ -34,8 +35,10 @@ Query = Callable[[Store, int], Awaitable[Any]]
 
 def queries(jobs: int, picks: list[tuple[int, int, int]], big: int) -> dict[str, Query]:
     async def page(store: Store, query: HistoryQuery) -> None:
+        # As /history counts: a filtered count stops sooner.
+        filtered = query.search is not None or query.model is not None
         await store.jobs.history(query)
-        await store.jobs.count_history(query, cap=1000)
+        await store.jobs.count_history(query, cap=FILTERED_COUNT_CAP if filtered else COUNT_CAP)
 
     async def spend(store: Store, guild: int) -> None:
         await store.jobs.spend(guild_id=guild)

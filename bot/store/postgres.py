@@ -233,7 +233,15 @@ async def connect(url: str, *, min_size: int = 1, max_size: int = 10) -> PgConne
     """A pool on `url` (postgresql://), migrated."""
     from bot.store.database import migrate_postgres
 
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        # asyncpg prepares every statement; after five runs PostgreSQL may switch to one
+        # generic plan that knows neither the server nor the words, and for a history
+        # search that plan walks the whole server. Plans here are cheap next to that.
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+    )
     conn = PgConnection(pool)
     try:
         await migrate_postgres(conn)

@@ -60,6 +60,9 @@ async def copy_sqlite_to_postgres(source: Path, target: PgConnection) -> list[Co
                 for table in tables:
                     copied.append(Copied(table, await _copy(lite, pg, table)))
                 await _move_sequences(pg)
+            # The planner's statistics and the visibility map (index-only counts) for the
+            # rows just copied, now rather than at autovacuum's first visit.
+            await pg.execute("VACUUM ANALYZE")
     finally:
         await lite.close()
     return copied
