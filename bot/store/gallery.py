@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -227,29 +228,54 @@ class GalleryRepository:
     # Spend is read only here so the money branch can switch it to exact Decimal in one place.
 
     async def spend_by_day(self, guild_id: int, *, days: int = 30) -> list[DaySpend]:
+        """The last `days` days' jobs and spend per UTC day, newest first: the per-day totals
+        the store keeps (`guild_days`), and only the oldest day, which the period cuts
+        through, counted from its jobs (a month of a large server is not read job by job)."""
         since = time.time() - days * 86400
-        day = (
-            "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-            if is_postgres(self._conn)
-            else "date(created_at, 'unixepoch')"
-        )
+        cut = int(since // 86400)
         async with self._conn.execute(
-            f"SELECT {day} AS day, COUNT(*), COALESCE(SUM(cost_pico), 0)"
-            " FROM jobs WHERE guild_id = ? AND created_at >= ? GROUP BY day ORDER BY day DESC",
-            (guild_id, since),
+            "SELECT day, jobs, cost_pico FROM guild_days WHERE guild = ? AND day > ?"
+            " AND jobs > 0 ORDER BY day DESC",
+            (guild_id, cut),
         ) as cursor:
-            rows = await cursor.fetchall()
-        return [DaySpend(str(r[0]), int(r[1]), _money(r[2])) for r in rows]
+            rows = [(int(r[0]), int(r[1]), int(r[2])) for r in await cursor.fetchall()]
+        async with self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs"
+            " WHERE guild_id = ? AND created_at >= ? AND created_at < ?",
+            (guild_id, since, (cut + 1) * 86400.0),
+        ) as cursor:
+            part = await cursor.fetchone()
+        if part is not None and int(part[0]) > 0:
+            rows.append((cut, int(part[0]), int(part[1])))
+        return [DaySpend(_day(day), jobs, from_pico(pico)) for day, jobs, pico in rows]
 
     async def spend_by_model(self, guild_id: int, *, days: int = 30) -> list[ModelSpend]:
+        """The last `days` days' jobs and spend per model, the most spent first: as
+        `spend_by_day`, from the per-day totals (`guild_model_days`) and the cut day's jobs."""
         since = time.time() - days * 86400
-        async with self._conn.execute(
-            "SELECT model, COUNT(*), COALESCE(SUM(cost_pico), 0) AS total FROM jobs"
-            " WHERE guild_id = ? AND created_at >= ? GROUP BY model ORDER BY total DESC, model",
-            (guild_id, since),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [ModelSpend(str(r[0]), int(r[1]), _money(r[2])) for r in rows]
+        cut = int(since // 86400)
+        totals: dict[str, tuple[int, int]] = {}
+        for sql, params in (
+            (
+                "SELECT model, SUM(jobs), SUM(cost_pico) FROM guild_model_days"
+                " WHERE guild = ? AND day > ? GROUP BY model",
+                (guild_id, cut),
+            ),
+            (
+                "SELECT model, COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs"
+                " WHERE guild_id = ? AND created_at >= ? AND created_at < ? GROUP BY model",
+                (guild_id, since, (cut + 1) * 86400.0),
+            ),
+        ):
+            async with self._conn.execute(sql, params) as cursor:
+                for model, jobs, pico in await cursor.fetchall():
+                    had = totals.get(str(model), (0, 0))
+                    totals[str(model)] = (had[0] + int(jobs), had[1] + int(pico or 0))
+        ordered = sorted(
+            ((model, jobs, pico) for model, (jobs, pico) in totals.items() if jobs > 0),
+            key=lambda row: (-row[2], row[0]),
+        )
+        return [ModelSpend(model, jobs, from_pico(pico)) for model, jobs, pico in ordered]
 
     async def budget(self, guild_id: int) -> Decimal | None:
         """The server's monthly budget, when one is set (`/settings budget`)."""
@@ -321,6 +347,6 @@ def _filter(query: GalleryQuery) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _money(pico: Any) -> Decimal:
-    """A sum of picodollars (exact) as dollars."""
-    return from_pico(int(pico or 0))
+def _day(day: int) -> str:
+    """A `guild_days` day (days since 1970-01-01, UTC) as YYYY-MM-DD."""
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()

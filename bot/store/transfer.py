@@ -82,10 +82,12 @@ async def _tables(lite: aiosqlite.Connection, pg: asyncpg.Connection) -> list[st
         " AND name NOT LIKE 'sqlite_%'"
     ) as cursor:
         theirs = {row[0] for row in await cursor.fetchall()}
-    # SQLite-only tables (FTS5's shadow tables) have no place in PostgreSQL; guild_days is
-    # rebuilt by PostgreSQL's own triggers as the jobs are copied.
+    # SQLite-only tables (FTS5's shadow tables) have no place in PostgreSQL; guild_days and
+    # guild_model_days are rebuilt by PostgreSQL's own triggers as the jobs are copied.
     theirs = {
-        name for name in theirs if not name.startswith("jobs_search") and name != "guild_days"
+        name
+        for name in theirs
+        if not name.startswith("jobs_search") and name not in ("guild_days", "guild_model_days")
     }
     missing = sorted(theirs - ours)
     if missing:
