@@ -214,7 +214,7 @@ class GalleryRepository:
                 return []
             before = row[0]
         sql, params = _page_sql(query, match, before)
-        async with self._conn.execute(sql, params) as cursor:
+        async with self._jobs.planned(match is not None), self._conn.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]
         for job in jobs:

@@ -6,9 +6,10 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 
@@ -16,6 +17,9 @@ from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Request
 from bot.money import ZERO, from_pico, parse_usd, to_pico
 from bot.store.batch import Statement, WriteBatcher
 from bot.store.database import is_postgres, transaction
+
+if TYPE_CHECKING:
+    from bot.store.postgres import PgConnection
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -408,6 +412,13 @@ class JobRepository:
             _LEXEMES[text] = known
         return known
 
+    def planned(self, search: bool) -> AbstractAsyncContextManager[None]:
+        """Around a search's statements: on PostgreSQL, planned for their parameters (see
+        `PgConnection.custom_plans`)."""
+        if search and is_postgres(self._conn):
+            return cast("PgConnection", self._conn).custom_plans()
+        return nullcontext()
+
     async def _dialect(self, query: HistoryQuery) -> _Words | None:
         """None on SQLite (FTS5); on PostgreSQL, whether text search can narrow the search
         (its words are not all stop words)."""
@@ -421,15 +432,18 @@ class JobRepository:
         order = "ASC" if query.after_id is not None else "DESC"
         pg = await self._dialect(query)
         try:
-            rows = []
-            if _windowed(query, pg) and order == "DESC":
-                sql, params = _history_sql(
-                    query, _JOB_COLUMNS, order=order, fts=False, pg=pg, window=_PG_WINDOW
-                )
-                rows = await self._fetch(sql, (*params, query.limit))
-            if len(rows) < query.limit:
-                sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=pg is None, pg=pg)
-                rows = await self._fetch(sql, (*params, query.limit))
+            async with self.planned(bool(pg and pg.narrow)):
+                rows = []
+                if _windowed(query, pg) and order == "DESC":
+                    sql, params = _history_sql(
+                        query, _JOB_COLUMNS, order=order, fts=False, pg=pg, window=_PG_WINDOW
+                    )
+                    rows = await self._fetch(sql, (*params, query.limit))
+                if len(rows) < query.limit:
+                    sql, params = _history_sql(
+                        query, _JOB_COLUMNS, order=order, fts=pg is None, pg=pg
+                    )
+                    rows = await self._fetch(sql, (*params, query.limit))
         except sqlite3.OperationalError:
             # A search FTS5 cannot parse: read it plainly instead (slower, still right).
             sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=False)
@@ -452,9 +466,10 @@ class JobRepository:
         pg = await self._dialect(query)
         try:
             sql, params = _history_sql(unpaged, "1", order=None, fts=pg is None, pg=pg)
-            rows = await self._fetch(
-                f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
-            )
+            async with self.planned(bool(pg and pg.narrow)):
+                rows = await self._fetch(
+                    f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
+                )
         except sqlite3.OperationalError:
             sql, params = _history_sql(unpaged, "1", order=None, fts=False)
             rows = await self._fetch(
