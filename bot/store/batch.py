@@ -94,6 +94,7 @@ class WriteBatcher:
         finally:
             self._flusher = None
 
+
     async def _apply_retrying(
         self, units: list[tuple[Statement, ...]]
     ) -> list[Written | Exception]:

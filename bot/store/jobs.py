@@ -67,8 +67,8 @@ _WORD = re.compile(r"[^\W_]+")
 #: PostgreSQL's prompt search: the expression migration 0008 indexes (GIN), word for word:
 #: the prompt's words and, as in FTS5's index, "g <guild>" and "u <member>" (with a space, so
 #: no prompt can make one), so that a search within a server or a member intersects inside
-#: the index. The query's second part (a
-#: tsquery of those words, or '' for none) is built by `_pg_where`.
+#: the index. The query's second part (a tsquery of those words, or '' for none) is built by
+#: `_pg_where`.
 _PG_MATCH = (
     "(to_tsvector('english', jobs.prompt) || array_to_tsvector(ARRAY["
     "'g ' || coalesce(jobs.guild_id, 0), 'u ' || coalesce(jobs.user_id, 0)]))"
