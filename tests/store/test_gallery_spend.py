@@ -3,10 +3,12 @@ per-day totals, the oldest day counted only from the moment the 30 days start.""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -76,5 +78,28 @@ async def test_spend_by_day_counts_the_last_30_days_from_their_first_moment(stor
     by_model = await store.gallery.spend_by_model(GUILD)
     assert [(m.model, m.jobs, m.cost) for m in by_model] == [
         ("m/one", 4, Decimal("1.85")),
+        ("m/two", 1, Decimal("0.50")),
+    ]
+
+
+async def test_an_existing_sqlite_database_gets_its_model_days_from_its_jobs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wirobot.db"
+    async with await Store.open(path) as store:
+        now = time.time()
+        await job(store, now - 2 * DAY, "1.00")
+        await job(store, now - 2 * DAY, "0.50", model="m/two")
+        await job(store, now - 60, "0.25")
+    # As a database written before migration 0008 was: no per-model days yet.
+    with sqlite3.connect(path) as conn:
+        for trigger in ("insert", "cost", "delete"):
+            conn.execute(f"DROP TRIGGER guild_model_days_{trigger}")
+        conn.execute("DROP TABLE guild_model_days")
+        conn.execute("PRAGMA user_version = 7")
+    async with await Store.open(path) as store:
+        by_model = await store.gallery.spend_by_model(GUILD)
+    assert [(m.model, m.jobs, m.cost) for m in by_model] == [
+        ("m/one", 2, Decimal("1.25")),
         ("m/two", 1, Decimal("0.50")),
     ]
