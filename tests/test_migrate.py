@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import asyncpg
+
 from bot.jobs.job import JobState, Output, Requester
 from bot.store import GuildSettings, HistoryQuery, NewJob, Store
 from bot.store.database import migrations
