@@ -63,6 +63,7 @@ async def worker(
             )
             await engine.start()
             await asyncio.sleep(max(0.0, start_at - time.time()))  # every worker at once
+            cpu = time.process_time()
             ids: set[int] = set()
             done: set[int] = set()
             with engine.subscribe() as events:
@@ -81,12 +82,21 @@ async def worker(
                         if event.kind is EventKind.FINISHED:
                             done.add(event.job.id)
             finished = time.time()
+            cpu = time.process_time() - cpu
             succeeded = 0
+            refused: dict[str, int] = {}  # why the others failed (a nonce refused, ...)
             for job_id in ids:
                 stored = await store.jobs.get(job_id)
-                succeeded += stored is not None and stored.status is JobState.SUCCEEDED
+                if stored is not None and stored.status is JobState.SUCCEEDED:
+                    succeeded += 1
+                else:
+                    why = f"{stored.status.value}: {stored.error_kind}" if stored else "lost"
+                    refused[why] = refused.get(why, 0) + 1
             await engine.close()
-    print(json.dumps({"finished": finished, "succeeded": succeeded}), flush=True)
+    print(
+        json.dumps({"finished": finished, "succeeded": succeeded, "cpu": cpu, "refused": refused}),
+        flush=True,
+    )
 
 
 async def run(database: str, wiro: dict[str, Any], jobs: int, processes: int) -> dict[str, Any]:
@@ -111,12 +121,19 @@ async def run(database: str, wiro: dict[str, Any], jobs: int, processes: int) ->
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
     wall = max(r["finished"] for r in results) - start_at
     total = jobs // processes * processes
+    refused: dict[str, int] = {}
+    for r in results:
+        for why, count in r["refused"].items():
+            refused[why] = refused.get(why, 0) + count
     return {
         "processes": processes,
         "jobs": total,
         "succeeded": sum(r["succeeded"] for r in results),
         "wall_seconds": wall,
         "jobs_per_second": total / wall,
+        # The bot processes' own CPU (not PostgreSQL's nor the stand-in's), per job.
+        "cpu_ms_per_job": sum(r["cpu"] for r in results) * 1000 / total,
+        "refused": refused,
     }
 
 
@@ -154,12 +171,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=0.5, help="task duration at Wiro")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 3])
     args = parser.parse_args()
-    print(f"{'backend':<11} {'processes':>9} {'jobs':>6} {'ok':>6} {'wall s':>8} {'jobs/s':>8}")
+    print(
+        f"{'backend':<11} {'processes':>9} {'jobs':>6} {'ok':>6} {'wall s':>8} {'jobs/s':>8}"
+        f" {'CPU ms/job':>10}  not ok"
+    )
     ok = True
     for r in asyncio.run(bench(args.jobs, args.seconds, args.processes)):
         print(
             f"{r['backend']:<11} {r['processes']:>9} {r['jobs']:>6} {r['succeeded']:>6}"
             f" {r['wall_seconds']:>8.2f} {r['jobs_per_second']:>8.1f}"
+            f" {r['cpu_ms_per_job']:>10.2f}  {r['refused'] or ''}"
         )
         ok = ok and r["succeeded"] == r["jobs"]
     return 0 if ok else 1

@@ -6,7 +6,8 @@ Fills a temporary database with `--jobs` succeeded jobs (one server, 40 channels
 who may see 30 of them), serves the web app on loopback and prints the latency (p50, p95) of
 the first gallery page, a page deep in the history (keyset `before`), a prompt search, a job
 page, /metrics and /healthz. Targets: pages p95 under 100 ms, /metrics and /healthz under 20 ms
-(prompt search is a LIKE scan until full-text search lands).
+(the prompt search goes through the history's words index; the spend page adds up per-day
+totals).
 """
 
 from __future__ import annotations

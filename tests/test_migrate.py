@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import asyncpg
+
 from bot.jobs.job import JobState, Output, Requester
 from bot.store import GuildSettings, HistoryQuery, NewJob, Store
 from bot.store.database import migrations
@@ -94,6 +96,16 @@ async def test_an_sqlite_database_moves_into_postgresql_whole(
         assert first is not None and [o.path for o in first.outputs] == ["/o/a.png"]
         assert (await store.guilds.get(2**62)).default_model == "m/one"
         assert await store.tools.get_tool_detail("o/m") == {"x": 1}
+        # The words index, built after the rows, finds a job by a word of its prompt.
+        found = await store.jobs.history(HistoryQuery(guild_id=ALICE.guild_id, search="cat 7"))
+        assert [j.prompt for j in found] == ["a cat 7"]
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'jobs_prompt_words'"
+            )
+        finally:
+            await conn.close()
         # New jobs continue the numbering.
         new = await store.jobs.create(NewJob("m/one", "next", {"prompt": "next"}, 1, ALICE, 0.0))
         assert new.id == ids[-1] + 1

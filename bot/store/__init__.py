@@ -47,10 +47,10 @@ class Store:
         self._conn = conn
         self.writes = WriteBatcher(conn)
         self.jobs = JobRepository(conn, self.writes)
-        self.guilds = GuildRepository(conn)
-        self.tools = ToolDetailCache(conn)
-        self.spend = SpendRepository(conn)
-        self.gallery = GalleryRepository(conn)
+        self.guilds = GuildRepository(conn, self.writes)
+        self.tools = ToolDetailCache(conn, self.writes)
+        self.spend = SpendRepository(conn, self.writes)
+        self.gallery = GalleryRepository(conn, self.writes)
         self._notices: Notices | None = None
 
     @classmethod

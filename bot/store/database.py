@@ -38,10 +38,16 @@ def migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
     by_number: dict[int, tuple[int, str, str]] = {}
     folders = [folder] + ([folder.joinpath("postgresql")] if dialect == "postgresql" else [])
     for where in folders:
+        seen: dict[int, str] = {}
         for entry in where.iterdir():
             match = _MIGRATION_NAME.match(entry.name)
             if match:
                 number = int(match.group(1))
+                if number in seen:  # two branches took one number: which runs is not a choice
+                    raise RuntimeError(
+                        f"two migrations numbered {number}: {seen[number]}, {entry.name}"
+                    )
+                seen[number] = entry.name
                 by_number[number] = (number, entry.name, entry.read_text(encoding="utf-8"))
     found = sorted(by_number.values())
     numbers = [number for number, _, _ in found]

@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +16,9 @@ import aiosqlite
 
 from bot.jobs.job import Job
 from bot.money import from_pico
+from bot.store.batch import WriteBatcher
 from bot.store.database import is_postgres
-from bot.store.jobs import _SELECT_JOBS, JobRepository, _job
+from bot.store.jobs import _JOB_COLUMNS, _WITH_INPUTS, JobRepository, _job
 
 _SIGNING_KEY = "gallery_signing_key"
 
@@ -74,19 +76,21 @@ class ModelSpend:
 
 
 class GalleryRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
-        self._jobs = JobRepository(conn)
+        self._writes = writes or WriteBatcher(conn)  # retries "database is locked"
+        self._jobs = JobRepository(conn, self._writes)
 
     # -- the signing secret ------------------------------------------------------------------
 
     async def signing_key(self) -> bytes:
         """The links' HMAC key: made once, on first use, and kept."""
-        await self._conn.execute(
-            "INSERT OR IGNORE INTO web_secrets (name, value, created_at) VALUES (?, ?, ?)",
-            (_SIGNING_KEY, secrets.token_bytes(32), time.time()),
+        await self._writes.write(
+            (
+                "INSERT OR IGNORE INTO web_secrets (name, value, created_at) VALUES (?, ?, ?)",
+                (_SIGNING_KEY, secrets.token_bytes(32), time.time()),
+            )
         )
-        await self._conn.commit()
         async with self._conn.execute(
             "SELECT value FROM web_secrets WHERE name = ?", (_SIGNING_KEY,)
         ) as cursor:
@@ -110,26 +114,27 @@ class GalleryRepository:
         now: float | None = None,
     ) -> Grant:
         now = time.time() if now is None else now
-        # Expired links are useless: drop them whenever a new one is made.
-        await self._conn.execute("DELETE FROM gallery_links WHERE expires_at < ?", (now,))
-        cursor = await self._conn.execute(
-            "INSERT INTO gallery_links (guild_id, user_id, channels, nsfw_channels, from_nsfw,"
-            " admin, roles, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        written = await self._writes.write(
+            # Expired links are useless: drop them whenever a new one is made.
+            ("DELETE FROM gallery_links WHERE expires_at < ?", (now,)),
             (
-                guild_id,
-                user_id,
-                None if channels is None else json.dumps(sorted(channels)),
-                json.dumps(sorted(nsfw_channels)),
-                int(from_nsfw),
-                int(admin),
-                json.dumps(sorted(roles)),
-                now,
-                now + lifetime,
+                "INSERT INTO gallery_links (guild_id, user_id, channels, nsfw_channels, from_nsfw,"
+                " admin, roles, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    user_id,
+                    None if channels is None else json.dumps(sorted(channels)),
+                    json.dumps(sorted(nsfw_channels)),
+                    int(from_nsfw),
+                    int(admin),
+                    json.dumps(sorted(roles)),
+                    now,
+                    now + lifetime,
+                ),
             ),
         )
-        await self._conn.commit()
-        assert cursor.lastrowid is not None
-        grant = await self.grant(cursor.lastrowid)
+        assert written.lastrowid is not None
+        grant = await self.grant(written.lastrowid)
         assert grant is not None
         return grant
 
@@ -157,13 +162,14 @@ class GalleryRepository:
     # -- member names --------------------------------------------------------------------------
 
     async def remember_name(self, guild_id: int, user_id: int, name: str) -> None:
-        await self._conn.execute(
-            "INSERT INTO member_names (guild_id, user_id, name, seen_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (guild_id, user_id) DO UPDATE SET name = excluded.name,"
-            " seen_at = excluded.seen_at",
-            (guild_id, user_id, name[:100], time.time()),
+        await self._writes.write(
+            (
+                "INSERT INTO member_names (guild_id, user_id, name, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, user_id) DO UPDATE SET name = excluded.name,"
+                " seen_at = excluded.seen_at",
+                (guild_id, user_id, name[:100], time.time()),
+            )
         )
-        await self._conn.commit()
 
     async def names(self, guild_id: int, user_ids: Iterable[int | None]) -> dict[int, str]:
         ids = sorted({uid for uid in user_ids if uid is not None})
@@ -191,9 +197,14 @@ class GalleryRepository:
     # -- pages ---------------------------------------------------------------------------------
 
     async def jobs(self, query: GalleryQuery) -> list[Job]:
-        """Succeeded jobs with their outputs, newest first (the order of the jobs_by_guild
-        index, so a page reads only its own rows)."""
-        where, params = _filter(query)
+        """Succeeded jobs with their outputs, newest first (the order of the server's
+        created_at index, so a page reads only its own rows). A prompt search goes through
+        the history's search (FTS5 on SQLite, full text on PostgreSQL): a rare word in a large
+        server reads the jobs that have it, not the whole server."""
+        match = await self._jobs.search_match(
+            query.search, guild_id=query.guild_id, user_id=query.user_id, model=query.model
+        )
+        before: float | None = None
         if query.before is not None:
             async with self._conn.execute(
                 "SELECT created_at FROM jobs WHERE id = ?", (query.before,)
@@ -201,13 +212,9 @@ class GalleryRepository:
                 row = await cursor.fetchone()
             if row is None:
                 return []
-            # A range on created_at (the index), then ties broken by id.
-            where += " AND created_at <= ? AND NOT (created_at = ? AND jobs.id >= ?)"
-            params.extend([row[0], row[0], query.before])
-        async with self._conn.execute(
-            f"{_SELECT_JOBS} WHERE {where} ORDER BY created_at DESC, jobs.id DESC LIMIT ?",
-            (*params, query.limit),
-        ) as cursor:
+            before = row[0]
+        sql, params = _page_sql(query, match, before)
+        async with self._jobs.planned(match is not None), self._conn.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
         jobs = [_job(row) for row in rows]
         for job in jobs:
@@ -221,29 +228,54 @@ class GalleryRepository:
     # Spend is read only here so the money branch can switch it to exact Decimal in one place.
 
     async def spend_by_day(self, guild_id: int, *, days: int = 30) -> list[DaySpend]:
+        """The last `days` days' jobs and spend per UTC day, newest first: the per-day totals
+        the store keeps (`guild_days`), and only the oldest day, which the period cuts
+        through, counted from its jobs (a month of a large server is not read job by job)."""
         since = time.time() - days * 86400
-        day = (
-            "to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-            if is_postgres(self._conn)
-            else "date(created_at, 'unixepoch')"
-        )
+        cut = int(since // 86400)
         async with self._conn.execute(
-            f"SELECT {day} AS day, COUNT(*), COALESCE(SUM(cost_pico), 0)"
-            " FROM jobs WHERE guild_id = ? AND created_at >= ? GROUP BY day ORDER BY day DESC",
-            (guild_id, since),
+            "SELECT day, jobs, cost_pico FROM guild_days WHERE guild = ? AND day > ?"
+            " AND jobs > 0 ORDER BY day DESC",
+            (guild_id, cut),
         ) as cursor:
-            rows = await cursor.fetchall()
-        return [DaySpend(str(r[0]), int(r[1]), _money(r[2])) for r in rows]
+            rows = [(int(r[0]), int(r[1]), int(r[2])) for r in await cursor.fetchall()]
+        async with self._conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs"
+            " WHERE guild_id = ? AND created_at >= ? AND created_at < ?",
+            (guild_id, since, (cut + 1) * 86400.0),
+        ) as cursor:
+            part = await cursor.fetchone()
+        if part is not None and int(part[0]) > 0:
+            rows.append((cut, int(part[0]), int(part[1])))
+        return [DaySpend(_day(day), jobs, from_pico(pico)) for day, jobs, pico in rows]
 
     async def spend_by_model(self, guild_id: int, *, days: int = 30) -> list[ModelSpend]:
+        """The last `days` days' jobs and spend per model, the most spent first: as
+        `spend_by_day`, from the per-day totals (`guild_model_days`) and the cut day's jobs."""
         since = time.time() - days * 86400
-        async with self._conn.execute(
-            "SELECT model, COUNT(*), COALESCE(SUM(cost_pico), 0) AS total FROM jobs"
-            " WHERE guild_id = ? AND created_at >= ? GROUP BY model ORDER BY total DESC, model",
-            (guild_id, since),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [ModelSpend(str(r[0]), int(r[1]), _money(r[2])) for r in rows]
+        cut = int(since // 86400)
+        totals: dict[str, tuple[int, int]] = {}
+        for sql, params in (
+            (
+                "SELECT model, SUM(jobs), SUM(cost_pico) FROM guild_model_days"
+                " WHERE guild = ? AND day > ? GROUP BY model",
+                (guild_id, cut),
+            ),
+            (
+                "SELECT model, COUNT(*), COALESCE(SUM(cost_pico), 0) FROM jobs"
+                " WHERE guild_id = ? AND created_at >= ? AND created_at < ? GROUP BY model",
+                (guild_id, since, (cut + 1) * 86400.0),
+            ),
+        ):
+            async with self._conn.execute(sql, params) as cursor:
+                for model, jobs, pico in await cursor.fetchall():
+                    had = totals.get(str(model), (0, 0))
+                    totals[str(model)] = (had[0] + int(jobs), had[1] + int(pico or 0))
+        ordered = sorted(
+            ((model, jobs, pico) for model, (jobs, pico) in totals.items() if jobs > 0),
+            key=lambda row: (-row[2], row[0]),
+        )
+        return [ModelSpend(model, jobs, from_pico(pico)) for model, jobs, pico in ordered]
 
     async def budget(self, guild_id: int) -> Decimal | None:
         """The server's monthly budget, when one is set (`/settings budget`)."""
@@ -269,29 +301,52 @@ class GalleryRepository:
             await cursor.fetchone()
 
 
+def _page_sql(
+    query: GalleryQuery, match: tuple[str, str, list[Any]] | None, before: float | None
+) -> tuple[str, tuple[Any, ...]]:
+    """A page's SELECT: `match` is the search's (source, condition, parameters) from
+    `JobRepository.search_match`; `before` the created_at of the job the page starts below."""
+    where, params = _filter(query)
+    source = "jobs"
+    if match is not None:
+        source, clause, values = match
+        where = f"{clause} AND {where}"
+        params = [*values, *params]
+    if before is not None:
+        # A range on created_at (the index), then ties broken by id.
+        where += " AND jobs.created_at <= ? AND NOT (jobs.created_at = ? AND jobs.id >= ?)"
+        params.extend([before, before, query.before])
+    sql = (
+        f"SELECT {_JOB_COLUMNS} FROM {source} {_WITH_INPUTS} WHERE {where}"
+        " ORDER BY jobs.created_at DESC, jobs.id DESC LIMIT ?"
+    )
+    return sql, (*params, query.limit)
+
+
 def _filter(query: GalleryQuery) -> tuple[str, list[Any]]:
-    clauses = ["guild_id = ?", "status = 'succeeded'"]
+    clauses = ["jobs.guild_id = ?", "jobs.status = 'succeeded'"]
     params: list[Any] = [query.guild_id]
     if query.channels is not None:
         if query.channels:
             ids = sorted(query.channels)
-            clauses.append(f"channel_id IN ({', '.join('?' for _ in ids)})")
+            clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
             params.extend(ids)
         else:
             clauses.append("0")
     if query.model is not None:
-        clauses.append("model = ?")
+        clauses.append("jobs.model = ?")
         params.append(query.model)
     if query.user_id is not None:
-        clauses.append("user_id = ?")
+        clauses.append("jobs.user_id = ?")
         params.append(query.user_id)
     if query.search:
+        # The search's words found the candidates; the prompt must still contain the text.
         escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("prompt LIKE ? ESCAPE '\\'")
+        clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
         params.append(f"%{escaped}%")
     return " AND ".join(clauses), params
 
 
-def _money(pico: Any) -> Decimal:
-    """A sum of picodollars (exact) as dollars."""
-    return from_pico(int(pico or 0))
+def _day(day: int) -> str:
+    """A `guild_days` day (days since 1970-01-01, UTC) as YYYY-MM-DD."""
+    return (date(1970, 1, 1) + timedelta(days=day)).isoformat()

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store.batch import WriteBatcher
 from bot.store.recent import Recent
 
 
@@ -37,8 +38,10 @@ _COLUMNS = tuple(f.name for f in fields(GuildSettings))
 
 
 class GuildRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
+        # Writes go through the batcher: it retries "database is locked" from other processes.
+        self._writes = writes or WriteBatcher(conn)
         self._recent: Recent[int, GuildSettings] = Recent()
         self._recent_defaults: Recent[tuple[int, str], dict[str, Any]] = Recent()
 
@@ -92,12 +95,13 @@ class GuildRepository:
         columns = ", ".join((*_COLUMNS, "updated_at"))
         placeholders = ", ".join("?" for _ in range(len(_COLUMNS) + 1))
         updates = ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS[1:], "updated_at"))
-        await self._conn.execute(
-            f"INSERT INTO guild_settings ({columns}) VALUES ({placeholders})"
-            f" ON CONFLICT (guild_id) DO UPDATE SET {updates}",
-            (*values, time.time()),
+        await self._writes.write(
+            (
+                f"INSERT INTO guild_settings ({columns}) VALUES ({placeholders})"
+                f" ON CONFLICT (guild_id) DO UPDATE SET {updates}",
+                (*values, time.time()),
+            )
         )
-        await self._conn.commit()
         self._recent.forget(settings.guild_id)  # after the commit: no read keeps the old
 
     async def model_defaults(self, guild_id: int, model: str) -> dict[str, Any]:
@@ -122,12 +126,13 @@ class GuildRepository:
         return result
 
     async def set_model_default(self, guild_id: int, model: str, option: str, value: Any) -> None:
-        await self._conn.execute(
-            "INSERT INTO model_defaults (guild_id, model, option, value) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (guild_id, model, option) DO UPDATE SET value = excluded.value",
-            (guild_id, model, option, json.dumps(value)),
+        await self._writes.write(
+            (
+                "INSERT INTO model_defaults (guild_id, model, option, value) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, model, option) DO UPDATE SET value = excluded.value",
+                (guild_id, model, option, json.dumps(value)),
+            )
         )
-        await self._conn.commit()
         self._recent_defaults.forget((guild_id, model))
 
     async def clear_model_defaults(
@@ -135,14 +140,15 @@ class GuildRepository:
     ) -> int:
         """Remove one default, or all of a model's; returns how many were removed."""
         if option is None:
-            cursor = await self._conn.execute(
-                "DELETE FROM model_defaults WHERE guild_id = ? AND model = ?", (guild_id, model)
+            written = await self._writes.write(
+                ("DELETE FROM model_defaults WHERE guild_id = ? AND model = ?", (guild_id, model))
             )
         else:
-            cursor = await self._conn.execute(
-                "DELETE FROM model_defaults WHERE guild_id = ? AND model = ? AND option = ?",
-                (guild_id, model, option),
+            written = await self._writes.write(
+                (
+                    "DELETE FROM model_defaults WHERE guild_id = ? AND model = ? AND option = ?",
+                    (guild_id, model, option),
+                )
             )
-        await self._conn.commit()
         self._recent_defaults.forget((guild_id, model))
-        return cursor.rowcount
+        return written.rowcount

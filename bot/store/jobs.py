@@ -6,10 +6,11 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 
@@ -17,6 +18,9 @@ from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Request
 from bot.money import ZERO, from_pico, parse_usd, to_pico
 from bot.store.batch import Statement, WriteBatcher
 from bot.store.database import is_postgres, transaction
+
+if TYPE_CHECKING:
+    from bot.store.postgres import PgConnection
 
 #: Columns a caller may change through `update`; guards the f-string below.
 _UPDATABLE = frozenset(
@@ -71,6 +75,49 @@ _ACTIVE_SQL = f"status NOT IN {_FINAL_SQL} AND status IN ('submitted', 'queued',
 _RECENT_JOBS = 2000
 #: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
 _WORD = re.compile(r"[^\W_]+")
+#: PostgreSQL's prompt search: the expression migration 0007 indexes (GIN), word for word:
+#: the prompt's words and, as in FTS5's index, "g <guild>" and "u <member>" (with a space, so
+#: no prompt can make one), so that a search within a server or a member intersects inside
+#: the index. The query's second part (a tsquery of those words, or '' for none) is built by
+#: `_pg_where`.
+_PG_MATCH = (
+    "(to_tsvector('english', jobs.prompt) || array_to_tsvector(ARRAY["
+    "'g ' || coalesce(jobs.guild_id, 0), 'u ' || coalesce(jobs.user_id, 0)]))"
+    " @@ (plainto_tsquery('english', ?) && CAST(CAST(? AS text) AS tsquery))"
+)
+
+
+#: PostgreSQL: a server's search first reads this many of its newest jobs (see `_windowed`).
+_PG_WINDOW = 200
+
+
+def _windowed(query: HistoryQuery, pg: _Words | None) -> bool:
+    """Whether a PostgreSQL search's page tries the server's newest jobs first. A common
+    word fills a page among them at once, where reading all its matches in a large server
+    through the words index costs tens of ms; a rare one leaves the page short, and only
+    then the words index is asked (the planner cannot tell the two apart)."""
+    return pg is not None and pg.narrow and query.guild_id is not None and bool(query.search)
+
+
+def _pg_where(guild_id: int | None, user_id: int | None) -> str:
+    """The server's and member's words of `_PG_MATCH` as a tsquery ('' matches all)."""
+    terms = []
+    if guild_id is not None:
+        terms.append(f"'g {int(guild_id)}'")
+    if user_id is not None:
+        terms.append(f"'u {int(user_id)}'")
+    return " & ".join(terms)
+
+
+#: Searches whose words text search keeps (True) or drops as stop words (False), by words.
+_LEXEMES: dict[str, bool] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """PostgreSQL: whether a search's words narrow through text search."""
+
+    narrow: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,13 +596,86 @@ class JobRepository:
             job.outputs = await self.outputs(job.id)
         return jobs
 
+    async def search_match(
+        self,
+        search: str | None,
+        *,
+        guild_id: int | None,
+        user_id: int | None = None,
+        model: str | None = None,
+    ) -> tuple[str, str, list[Any]] | None:
+        """The history's prompt search for other pages (the gallery): (the FROM source, the
+        condition, its parameters) that pick the jobs having the search's words, through the
+        search index; None when the words cannot narrow (none, or only stop words). The
+        caller keeps its own conditions (and LIKE for "contains this text")."""
+        words = _WORD.findall(search.lower()) if search else []
+        if not words:
+            return None
+        if is_postgres(self._conn):
+            if not await self._has_lexemes(words):
+                return None
+            return "jobs", _PG_MATCH, [" ".join(words), _pg_where(guild_id, user_id)]
+        terms = []
+        token = model_token(model) if model and guild_id is not None else None
+        if guild_id is not None:
+            terms.append(f"g{int(guild_id)}{token or ''}")
+        if user_id is not None:
+            terms.append(f"u{int(user_id)}")
+        terms += words
+        return (
+            "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid",
+            "jobs_search MATCH ?",
+            [" AND ".join(f'"{term}"' for term in terms)],
+        )
+
+    async def _has_lexemes(self, words: list[str]) -> bool:
+        """PostgreSQL: whether text search keeps any of the words (not all stop words). Asked
+        apart, so the search's condition stays one that the words index can serve."""
+        text = " ".join(words)
+        known = _LEXEMES.get(text)
+        if known is None:
+            async with self._conn.execute(
+                "SELECT numnode(plainto_tsquery('english', ?)) > 0", (text,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            known = bool(row and row[0])
+            if len(_LEXEMES) >= 1024:
+                _LEXEMES.clear()
+            _LEXEMES[text] = known
+        return known
+
+    def planned(self, search: bool) -> AbstractAsyncContextManager[None]:
+        """Around a search's statements: on PostgreSQL, planned for their parameters (see
+        `PgConnection.custom_plans`)."""
+        if search and is_postgres(self._conn):
+            return cast("PgConnection", self._conn).custom_plans()
+        return nullcontext()
+
+    async def _dialect(self, query: HistoryQuery) -> _Words | None:
+        """None on SQLite (FTS5); on PostgreSQL, whether text search can narrow the search
+        (its words are not all stop words)."""
+        if not is_postgres(self._conn):
+            return None
+        words = _WORD.findall(query.search.lower()) if query.search else []
+        return _Words(bool(words) and await self._has_lexemes(words))
+
     async def history(self, query: HistoryQuery) -> list[Job]:
         """One page of jobs, newest first, walking ids from the keyset (never OFFSET)."""
         order = "ASC" if query.after_id is not None else "DESC"
-        pg = is_postgres(self._conn)  # FTS5 is SQLite's; PostgreSQL: text search and ILIKE
+        pg = await self._dialect(query)
         try:
-            sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=not pg, pg=pg)
-            rows = await self._fetch(sql, (*params, query.limit))
+            async with self.planned(bool(pg and pg.narrow)):
+                rows = []
+                if _windowed(query, pg) and order == "DESC":
+                    sql, params = _history_sql(
+                        query, _JOB_COLUMNS, order=order, fts=False, pg=pg, window=_PG_WINDOW
+                    )
+                    rows = await self._fetch(sql, (*params, query.limit))
+                if len(rows) < query.limit:
+                    sql, params = _history_sql(
+                        query, _JOB_COLUMNS, order=order, fts=pg is None, pg=pg
+                    )
+                    rows = await self._fetch(sql, (*params, query.limit))
         except sqlite3.OperationalError:
             # A search FTS5 cannot parse: read it plainly instead (slower, still right).
             sql, params = _history_sql(query, _JOB_COLUMNS, order=order, fts=False)
@@ -575,12 +695,13 @@ class JobRepository:
         )
         limit = " LIMIT ?" if cap is not None else ""
         extra = (cap,) if cap is not None else ()
-        pg = is_postgres(self._conn)
+        pg = await self._dialect(query)
         try:
-            sql, params = _history_sql(unpaged, "1", order=None, fts=not pg, pg=pg)
-            rows = await self._fetch(
-                f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
-            )
+            sql, params = _history_sql(unpaged, "1", order=None, fts=pg is None, pg=pg)
+            async with self.planned(bool(pg and pg.narrow)):
+                rows = await self._fetch(
+                    f"SELECT COUNT(*) FROM ({sql}{limit}) AS matching", (*params, *extra)
+                )
         except sqlite3.OperationalError:
             sql, params = _history_sql(unpaged, "1", order=None, fts=False)
             rows = await self._fetch(
@@ -616,8 +737,8 @@ class JobRepository:
     async def spend(self, *, guild_id: int | None, since: float = 0.0) -> tuple[int, Decimal]:
         """(jobs, total cost in USD, exact) for a server since a time.
 
-        Whole days come from `guild_days`; jobs since `since` are read from the server's
-        index entries from the first id of that day on (a month of a server, not all of it).
+        Whole days come from `guild_days`; only the day `since` cuts through is read from
+        the server's jobs (a day of a server, not a month of it).
         """
         guild = 0 if guild_id is None else guild_id
         if since <= 0:
@@ -628,20 +749,22 @@ class JobRepository:
             ) as cursor:
                 row = await cursor.fetchone()
             return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
+        cut = int(since // 86400)  # the day `since` falls in
         async with self._conn.execute(
-            "SELECT MIN(first_id) FROM guild_days WHERE guild = ? AND day >= ?",
-            (guild, int(since // 86400)),
+            "SELECT coalesce(SUM(jobs), 0), coalesce(SUM(cost_pico), 0) FROM guild_days"
+            " WHERE guild = ? AND day > ?",
+            (guild, cut),
         ) as cursor:
-            row = await cursor.fetchone()
-        if row is None or row[0] is None:
-            return 0, ZERO
+            whole = await cursor.fetchone()
         async with self._conn.execute(
             "SELECT COUNT(*), coalesce(SUM(cost_pico), 0) FROM jobs"
-            " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
-            (guild_id, row[0], since),
+            " WHERE guild_id IS ? AND created_at >= ? AND created_at < ?",
+            (guild_id, since, (cut + 1) * 86400.0),
         ) as cursor:
-            row = await cursor.fetchone()
-        return (int(row[0]), from_pico(int(row[1]))) if row else (0, ZERO)
+            part = await cursor.fetchone()
+        jobs = sum(int(row[0]) for row in (whole, part) if row)
+        pico = sum(int(row[1]) for row in (whole, part) if row)
+        return jobs, from_pico(pico)
 
     async def typical_durations(self, per_model: int = 20) -> dict[str, float]:
         """Median seconds from submission to finish of recent successful jobs, per model.
@@ -776,7 +899,8 @@ def _history_sql(
     *,
     order: str | None,
     fts: bool = True,
-    pg: bool = False,
+    pg: _Words | None = None,
+    window: int | None = None,
 ) -> tuple[str, tuple[Any, ...]]:
     """The SELECT for a history query; with `order` ("ASC", "DESC") ordered by id and
     ending in `LIMIT ?`.
@@ -786,14 +910,31 @@ def _history_sql(
     reads the matching jobs only, in id order. Words match whole (stemmed: "cats" finds
     "cat"); LIKE then keeps the meaning "the prompt contains this text" among them, and the
     SQL conditions stay the judge of server, member and model. PostgreSQL (`pg`) matches the
-    words whole and stemmed with its own text search ('english'; stop words ignored), then
-    ILIKE as well."""
+    words whole and stemmed with its own text search ('english', served by migration 0007's
+    index; a search of stop words only is left to ILIKE), then ILIKE as well.
+
+    `window` (PostgreSQL, a server's search): read only the server's (or member's) newest
+    `window` jobs below the keyset, walking its index; see `_windowed`."""
     clauses: list[str] = []
     params: list[Any] = []
     source, key = "jobs", "jobs.id"
+    if window is not None:
+        inner = ["jobs.guild_id = ?"]
+        params.append(query.guild_id)
+        if query.user_id is not None:
+            inner.append("jobs.user_id = ?")
+            params.append(query.user_id)
+        if query.before_id is not None:
+            inner.append("jobs.id < ?")
+            params.append(query.before_id)
+        source = (
+            f"(SELECT * FROM jobs WHERE {' AND '.join(inner)}"
+            f" ORDER BY jobs.id DESC LIMIT {int(window)}) AS jobs"
+        )
     words = _WORD.findall(query.search.lower()) if query.search else []
     # A model filter's word is per server: "g<guild>m<model>".
     model = model_token(query.model) if query.model and query.guild_id is not None else None
+    judged: set[str] = set()  # columns the search's index decides exactly
     if fts and (words or model):
         source = "jobs_search CROSS JOIN jobs ON jobs.id = jobs_search.rowid"
         key = "jobs_search.rowid"
@@ -807,18 +948,19 @@ def _history_sql(
         terms += words
         clauses.append("jobs_search MATCH ?")
         params.append(" AND ".join(f'"{term}"' for term in terms))
-    elif pg and words:
-        clauses.append(
-            "(numnode(plainto_tsquery('english', ?)) = 0"
-            " OR to_tsvector('english', jobs.prompt) @@ plainto_tsquery('english', ?))"
-        )
-        params += [" ".join(words)] * 2
+    elif pg is not None and pg.narrow and words:
+        clauses.append(_PG_MATCH)
+        params += [" ".join(words), _pg_where(query.guild_id, query.user_id)]
+        # The index's server and member words decide those exactly (a prompt cannot make a
+        # word with a space): said twice, the planner would count them twice and expect
+        # too few matches.
+        judged = {"guild_id", "user_id"}
     for column, value in (
         ("guild_id", query.guild_id),
         ("user_id", query.user_id),
         ("model", query.model),
     ):
-        if value is not None:
+        if value is not None and column not in judged:
             clauses.append(f"jobs.{column} = ?")
             params.append(value)
     if query.channel_ids is not None:

@@ -13,6 +13,7 @@ import aiosqlite
 
 from bot.catalog.pricing import ModelPricing
 from bot.money import from_pico, to_pico
+from bot.store.batch import WriteBatcher
 from bot.store.recent import Recent
 from bot.wiro.types import price_rules
 
@@ -99,8 +100,9 @@ def _summed(
 
 
 class SpendRepository:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
+        self._writes = writes or WriteBatcher(conn)  # retries "database is locked"
         self._recent_budgets: Recent[int, Budget] = Recent()
 
     # -- kept prices (bot.catalog.pricing.PriceCache) -----------------------------------------
@@ -129,19 +131,20 @@ class SpendRepository:
             }
             for rule in pricing.rules
         ]
-        await self._conn.execute(
-            "INSERT INTO model_pricing (slug, dynamicprice, approximate, fetched_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET"
-            " dynamicprice = excluded.dynamicprice, approximate = excluded.approximate,"
-            " fetched_at = excluded.fetched_at",
+        await self._writes.write(
             (
-                slug.lower(),
-                json.dumps(rules),
-                None if pricing.approximate is None else str(pricing.approximate),
-                pricing.fetched_at or time.time(),
-            ),
+                "INSERT INTO model_pricing (slug, dynamicprice, approximate, fetched_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (slug) DO UPDATE SET"
+                " dynamicprice = excluded.dynamicprice, approximate = excluded.approximate,"
+                " fetched_at = excluded.fetched_at",
+                (
+                    slug.lower(),
+                    json.dumps(rules),
+                    None if pricing.approximate is None else str(pricing.approximate),
+                    pricing.fetched_at or time.time(),
+                ),
+            )
         )
-        await self._conn.commit()
 
     # -- past costs (bot.catalog.pricing.PastCosts) -------------------------------------------
 
@@ -192,23 +195,24 @@ class SpendRepository:
         )
 
     async def save_budget(self, budget: Budget) -> None:
-        await self._conn.execute(
-            "INSERT INTO guild_budgets (guild_id, server_monthly_pico, member_daily_pico,"
-            " member_monthly_pico, alerts_channel_id) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (guild_id) DO UPDATE SET"
-            " server_monthly_pico = excluded.server_monthly_pico,"
-            " member_daily_pico = excluded.member_daily_pico,"
-            " member_monthly_pico = excluded.member_monthly_pico,"
-            " alerts_channel_id = excluded.alerts_channel_id",
+        await self._writes.write(
             (
-                budget.guild_id,
-                _pico(budget.server_monthly),
-                _pico(budget.member_daily),
-                _pico(budget.member_monthly),
-                budget.alerts_channel_id,
-            ),
+                "INSERT INTO guild_budgets (guild_id, server_monthly_pico, member_daily_pico,"
+                " member_monthly_pico, alerts_channel_id) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (guild_id) DO UPDATE SET"
+                " server_monthly_pico = excluded.server_monthly_pico,"
+                " member_daily_pico = excluded.member_daily_pico,"
+                " member_monthly_pico = excluded.member_monthly_pico,"
+                " alerts_channel_id = excluded.alerts_channel_id",
+                (
+                    budget.guild_id,
+                    _pico(budget.server_monthly),
+                    _pico(budget.member_daily),
+                    _pico(budget.member_monthly),
+                    budget.alerts_channel_id,
+                ),
+            )
         )
-        await self._conn.commit()
         self._recent_budgets.forget(budget.guild_id)  # after the commit: no read keeps the old
 
     async def alerts_channels(self) -> dict[int, int]:
@@ -246,13 +250,14 @@ class SpendRepository:
 
     async def mark_alert(self, guild_id: int, month: str, threshold: int) -> bool:
         """Record that a threshold's alert goes out; False when it already went this month."""
-        cursor = await self._conn.execute(
-            "INSERT OR IGNORE INTO budget_alerts (guild_id, month, threshold, sent_at)"
-            " VALUES (?, ?, ?, ?)",
-            (guild_id, month, threshold, time.time()),
+        written = await self._writes.write(
+            (
+                "INSERT OR IGNORE INTO budget_alerts (guild_id, month, threshold, sent_at)"
+                " VALUES (?, ?, ?, ?)",
+                (guild_id, month, threshold, time.time()),
+            )
         )
-        await self._conn.commit()
-        return cursor.rowcount == 1
+        return written.rowcount == 1
 
     # -- usage ------------------------------------------------------------------------------
 

@@ -8,12 +8,15 @@ from typing import Any
 
 import aiosqlite
 
+from bot.store.batch import WriteBatcher
+
 
 class ToolDetailCache:
     """Implements bot.catalog's CatalogCache protocol."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writes: WriteBatcher | None = None) -> None:
         self._conn = conn
+        self._writes = writes or WriteBatcher(conn)  # retries "database is locked"
 
     async def get_tool_detail(self, slug: str) -> dict[str, Any] | None:
         async with self._conn.execute(
@@ -26,10 +29,11 @@ class ToolDetailCache:
         return detail
 
     async def put_tool_detail(self, slug: str, detail: dict[str, Any]) -> None:
-        await self._conn.execute(
-            "INSERT INTO tool_details (slug, detail, fetched_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (slug) DO UPDATE SET detail = excluded.detail,"
-            " fetched_at = excluded.fetched_at",
-            (slug.lower(), json.dumps(detail), time.time()),
+        await self._writes.write(
+            (
+                "INSERT INTO tool_details (slug, detail, fetched_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (slug) DO UPDATE SET detail = excluded.detail,"
+                " fetched_at = excluded.fetched_at",
+                (slug.lower(), json.dumps(detail), time.time()),
+            )
         )
-        await self._conn.commit()

@@ -18,19 +18,21 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict
 from PIL import Image
+from pydantic import SecretStr
 from simcord.actors import MemberActor
 from simcord.builders import ChannelHandle
 from yarl import URL
 
 from bot.jobs.job import Job, JobState, Output, Requester
+from bot.settings import Settings
 from bot.store import NewJob
 from tests.discord.conftest import (  # the Discord harness's fixtures, used here too
     Harness,
     _harness,  # noqa: F401
-    discord_settings,  # noqa: F401
     extensions,  # noqa: F401
     harness,  # noqa: F401
 )
+from tests.discord.conftest import discord_settings as sqlite_settings  # noqa: F401
 
 PORTRAIT = "wavymulder/portraitplus"
 _LINK = re.compile(r"https?://\S+/g/[A-Za-z0-9_.-]+/")
@@ -72,6 +74,25 @@ class Page:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def web_database(request: pytest.FixtureRequest) -> str:
+    """The gallery's pages run on both backends: "sqlite", or a fresh PostgreSQL database's
+    URL (a test module may override this fixture to keep to one)."""
+    if request.param == "sqlite":
+        return "sqlite"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def discord_settings(sqlite_settings: Settings, web_database: str) -> Settings:  # noqa: F811
+    """The Discord harness's settings, on `web_database`."""
+    settings = sqlite_settings
+    if web_database == "sqlite":
+        return settings
+    database = settings.database.model_copy(update={"url": SecretStr(web_database)})
+    return settings.model_copy(update={"database": database})
 
 
 @pytest.fixture

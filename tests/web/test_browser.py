@@ -222,3 +222,9 @@ async def test_a_server_manager_sees_the_spend_by_day_and_model(
         browser.save_screenshot(str(ARTIFACTS / "phone-spend.png"))
 
     await asyncio.to_thread(look)
+
+
+@pytest.fixture
+def web_database() -> str:
+    """In a browser on SQLite only: the pages' PostgreSQL run is tests/web's server tests."""
+    return "sqlite"
