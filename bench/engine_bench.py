@@ -60,7 +60,11 @@ StatsFn = Callable[[], "asyncio.Future[dict[str, Any]] | Any"]
 
 @asynccontextmanager
 async def standin(
-    seconds: float, jitter: float, same_process: bool, step_lines: bool, loop: str
+    seconds: float,
+    jitter: float,
+    same_process: bool,
+    step_lines: bool = False,
+    loop: str = "asyncio",
 ) -> AsyncIterator[tuple[dict[str, Any], Any]]:
     """Yields (connection info, async function returning the stand-in's statistics)."""
     if same_process:
