@@ -162,9 +162,11 @@ async def test_a_low_balance_keeps_the_job_waiting_and_says_why(harness: Harness
     job = await h.last_job()
     await h.until(job.id, lambda j: j.waiting_for is not None)
     assert h.runtime.engine.submissions_paused is not None
-    # A probe Run in flight at a tick shows as sending; a later tick shows the wait again (on
-    # a loaded machine a probe can be in flight at several ticks in a row).
-    for _ in range(40):
+    # A probe Run in flight at a tick shows as sending. Ticks take no real time, so each is
+    # given once the probe is back (the job waiting again); the next probe may still slip in
+    # between, hence a few tries.
+    for _ in range(20):
+        await h.until(job.id, lambda j: j.status is JobState.WAITING and j.waiting_for is not None)
         await h.tick()
         title = h.message(result).embeds[0].title or ""
         if title.startswith("Waiting"):
