@@ -25,6 +25,7 @@ def discord_settings(tmp_path: Path, wiro: WiroStandIn, postgres_url: str) -> Se
         },
         database={"path": tmp_path / "wirobot.db", "url": postgres_url},
         jobs={"poll_min_interval": 0.02, "poll_max_interval": 0.1},
+        web={"port": 0},  # no web server: the default port may be taken on the machine
     )
 
 
