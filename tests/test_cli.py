@@ -25,20 +25,27 @@ class Result:
     err: str
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, wiro: WiroStandIn) -> dict[str, str]:
+def process_env(wiro: WiroStandIn, database_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a `wirobot` process on the Wiro stand-in: this one's without any
+    WIROBOT_ variable, then fast polling, the test model and `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WIROBOT_")}
     env.update(
         WIROBOT_WIRO__API_KEY=wiro.api_key,
         WIROBOT_WIRO__API_SECRET=wiro.api_secret or "",
         WIROBOT_WIRO__BASE_URL=wiro.base_url,
         WIROBOT_WIRO__SOCKET_URL=wiro.socket_url,
-        WIROBOT_DATABASE__PATH=str(tmp_path / "db" / "wirobot.db"),
+        WIROBOT_DATABASE__PATH=str(database_path),
         WIROBOT_JOBS__POLL_MIN_INTERVAL="0.02",
         WIROBOT_JOBS__POLL_MAX_INTERVAL="0.1",
         WIROBOT_MODELS__DEFAULT=MODEL,
     )
+    env.update(settings)
     return env
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, wiro: WiroStandIn) -> dict[str, str]:
+    return process_env(wiro, tmp_path / "db" / "wirobot.db")
 
 
 async def start(env: dict[str, str], cwd: Path, *args: str) -> asyncio.subprocess.Process:

@@ -5,7 +5,6 @@ second Run."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 
 from bot.jobs.job import Job, JobState
 from bot.store import HistoryQuery, Store
-from tests.test_cli import MODEL, start
+from tests.test_cli import process_env, start
 from tests.wiro_standin import WiroStandIn
 
 
@@ -29,18 +28,11 @@ async def test_a_killed_process_s_job_is_finished_by_another_and_run_once(
     tmp_path: Path, wiro: WiroStandIn, postgres_url: str
 ) -> None:
     wiro.hold()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WIROBOT_")}
-    env.update(
-        WIROBOT_WIRO__API_KEY=wiro.api_key,
-        WIROBOT_WIRO__API_SECRET=wiro.api_secret or "",
-        WIROBOT_WIRO__BASE_URL=wiro.base_url,
-        WIROBOT_WIRO__SOCKET_URL=wiro.socket_url,
+    env = process_env(
+        wiro,
+        tmp_path / "unused" / "wirobot.db",
         WIROBOT_DATABASE__URL=postgres_url,
-        WIROBOT_DATABASE__PATH=str(tmp_path / "unused" / "wirobot.db"),
-        WIROBOT_JOBS__POLL_MIN_INTERVAL="0.02",
-        WIROBOT_JOBS__POLL_MAX_INTERVAL="0.1",
         WIROBOT_JOBS__CLAIM_LEASE_SECONDS="1",
-        WIROBOT_MODELS__DEFAULT=MODEL,
     )
 
     async def imagine(prompt: str) -> asyncio.subprocess.Process:

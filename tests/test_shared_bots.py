@@ -15,7 +15,6 @@ import collections
 import functools
 import itertools
 import json
-import os
 import signal
 import sys
 import time
@@ -31,7 +30,7 @@ import pytest
 from bot.jobs.job import JobState, Requester
 from bot.store import NewJob, Store
 from tests.discord_standin import DiscordStandIn, Guild, Interaction, User
-from tests.test_cli import MODEL
+from tests.test_cli import MODEL, process_env
 from tests.wiro_standin import WiroStandIn
 
 pytestmark = pytest.mark.processes
@@ -55,26 +54,18 @@ class BotProcess:
 def bot_env(
     tmp_path: Path, wiro: WiroStandIn, discord: DiscordStandIn, postgres_url: str, **extra: str
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WIROBOT_")}
-    env.update(
+    return process_env(
+        wiro,
+        tmp_path / "unused" / "wirobot.db",
         WIROBOT_DISCORD__TOKEN=discord.token,
         WIROBOT_DISCORD__API_BASE_URL=discord.api_base_url,
         WIROBOT_DISCORD__SHARD_COUNT=str(discord.shards),
         WIROBOT_DISCORD__STATUS_EDIT_INTERVAL="0.2",
-        WIROBOT_WIRO__API_KEY=wiro.api_key,
-        WIROBOT_WIRO__API_SECRET=wiro.api_secret or "",
-        WIROBOT_WIRO__BASE_URL=wiro.base_url,
-        WIROBOT_WIRO__SOCKET_URL=wiro.socket_url,
         WIROBOT_DATABASE__URL=postgres_url,
-        WIROBOT_DATABASE__PATH=str(tmp_path / "unused" / "wirobot.db"),
-        WIROBOT_JOBS__POLL_MIN_INTERVAL="0.02",
-        WIROBOT_JOBS__POLL_MAX_INTERVAL="0.1",
         WIROBOT_JOBS__CLAIM_LEASE_SECONDS="1",
-        WIROBOT_MODELS__DEFAULT=MODEL,
         WIROBOT_WEB__PORT="0",
+        **extra,
     )
-    env.update(extra)
-    return env
 
 
 @asynccontextmanager

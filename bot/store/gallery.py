@@ -18,7 +18,7 @@ from bot.jobs.job import Job
 from bot.money import from_pico
 from bot.store.batch import WriteBatcher
 from bot.store.database import is_postgres
-from bot.store.jobs import _JOB_COLUMNS, _WITH_INPUTS, JobRepository, _job
+from bot.store.jobs import _JOB_COLUMNS, _WITH_INPUTS, JobRepository
 
 _SIGNING_KEY = "gallery_signing_key"
 
@@ -216,10 +216,7 @@ class GalleryRepository:
         sql, params = _page_sql(query, match, before)
         async with self._jobs.planned(match is not None), self._conn.execute(sql, params) as cursor:
             rows = await cursor.fetchall()
-        jobs = [_job(row) for row in rows]
-        for job in jobs:
-            job.outputs = await self._jobs.outputs(job.id)
-        return jobs
+        return await self._jobs.with_outputs(rows)
 
     async def job(self, job_id: int) -> Job | None:
         return await self._jobs.get(job_id)

@@ -48,21 +48,13 @@ class GuildRepository:
     async def recent(self, guild_id: int) -> GuildSettings:
         """A server's settings as read at most `RECENT` seconds ago (this process's own
         changes at once): for the hot paths, /imagine and autocomplete."""
-        settings = self._recent.get(guild_id)
-        if settings is None:
-            generation = self._recent.generation
-            settings = await self.get(guild_id)
-            self._recent.put(guild_id, settings, generation)
-        return settings
+        return await self._recent.read(guild_id, lambda: self.get(guild_id))
 
     async def recent_model_defaults(self, guild_id: int, model: str) -> dict[str, Any]:
         """`model_defaults`, as read at most `RECENT` seconds ago (a copy)."""
-        key = (guild_id, model)
-        defaults = self._recent_defaults.get(key)
-        if defaults is None:
-            generation = self._recent_defaults.generation
-            defaults = await self.model_defaults(guild_id, model)
-            self._recent_defaults.put(key, defaults, generation)
+        defaults = await self._recent_defaults.read(
+            (guild_id, model), lambda: self.model_defaults(guild_id, model)
+        )
         return dict(defaults)
 
     async def get(self, guild_id: int) -> GuildSettings:

@@ -73,6 +73,8 @@ _ACTIVE_SQL = f"status NOT IN {_FINAL_SQL} AND status IN ('submitted', 'queued',
 
 #: Typical durations are learned from this many most recent jobs (a rowid range, no scan).
 _RECENT_JOBS = 2000
+#: Job ids bound in one `IN (...)` (well under SQLite's and PostgreSQL's parameter limits).
+_IDS_PER_QUERY = 500
 #: A search's words: what FTS5's unicode61 tokenizer keeps (letters and digits).
 _WORD = re.compile(r"[^\W_]+")
 #: PostgreSQL's prompt search: the expression migration 0007 indexes (GIN), word for word:
@@ -552,10 +554,7 @@ class JobRepository:
             (ended_before, now),
         ) as cursor:
             rows = await cursor.fetchall()
-        jobs = [_job(row) for row in rows]
-        for job in jobs:
-            job.outputs = await self.outputs(job.id)
-        return jobs
+        return await self.with_outputs(rows)
 
     async def known_task_ids(self, task_ids: Iterable[str]) -> set[str]:
         """Which of these Wiro task ids already belong to a job."""
@@ -591,10 +590,7 @@ class JobRepository:
             " AND source = 'discord' ORDER BY jobs.id"
         ) as cursor:
             rows = await cursor.fetchall()
-        jobs = [_job(row) for row in rows]
-        for job in jobs:
-            job.outputs = await self.outputs(job.id)
-        return jobs
+        return await self.with_outputs(rows)
 
     async def search_match(
         self,
@@ -878,19 +874,37 @@ class JobRepository:
             "SELECT * FROM outputs WHERE job_id = ? ORDER BY position", (job_id,)
         ) as cursor:
             rows = await cursor.fetchall()
-        return [
-            Output(
-                position=row["position"],
-                name=row["name"],
-                content_type=row["content_type"],
-                size=row["size"],
-                url=row["url"],
-                path=row["path"],
-                width=row["width"],
-                height=row["height"],
-            )
-            for row in rows
-        ]
+        return [_output(row) for row in rows]
+
+    async def with_outputs(self, rows: Iterable[aiosqlite.Row]) -> list[Job]:
+        """Jobs from rows of `_SELECT_JOBS`, their outputs read in one query per
+        `_IDS_PER_QUERY` jobs rather than one per job (start-up reads every unposted job)."""
+        jobs = [_job(row) for row in rows]
+        by_id = {job.id: job for job in jobs}
+        ids = list(by_id)
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            chunk = ids[start : start + _IDS_PER_QUERY]
+            async with self._conn.execute(
+                f"SELECT * FROM outputs WHERE job_id IN ({', '.join('?' for _ in chunk)})"
+                " ORDER BY job_id, position",
+                chunk,
+            ) as cursor:
+                for row in await cursor.fetchall():
+                    by_id[row["job_id"]].outputs.append(_output(row))
+        return jobs
+
+
+def _output(row: aiosqlite.Row) -> Output:
+    return Output(
+        position=row["position"],
+        name=row["name"],
+        content_type=row["content_type"],
+        size=row["size"],
+        url=row["url"],
+        path=row["path"],
+        width=row["width"],
+        height=row["height"],
+    )
 
 
 def _history_sql(

@@ -11,7 +11,7 @@ server's interactions to one shard, so its settings change where they are read).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -40,6 +40,15 @@ class Recent(Generic[K, V]):
             del self._values[key]
             return None
         return kept[1]
+
+    async def read(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The kept value, or `load()`'s, kept unless something was written meanwhile."""
+        value = self.get(key)
+        if value is None:
+            generation = self.generation
+            value = await load()
+            self.put(key, value, generation)
+        return value
 
     def put(self, key: K, value: V, generation: int) -> None:
         """Keep `value`, read when `self.generation` was `generation`: unless something was

@@ -170,12 +170,7 @@ class SpendRepository:
     async def recent_budget(self, guild_id: int) -> Budget:
         """A server's budgets as read at most `RECENT` seconds ago (this process's own
         changes at once): whether a budget applies at all, on every /imagine."""
-        budget = self._recent_budgets.get(guild_id)
-        if budget is None:
-            generation = self._recent_budgets.generation
-            budget = await self.budget(guild_id)
-            self._recent_budgets.put(guild_id, budget, generation)
-        return budget
+        return await self._recent_budgets.read(guild_id, lambda: self.budget(guild_id))
 
     async def budget(self, guild_id: int) -> Budget:
         async with self._conn.execute(
