@@ -82,6 +82,7 @@ from bench.discord_bench import (
 )
 from bench.engine_bench import percentile, standin
 from bot.discord_bot import WiroBot
+from bot.event_loop import settle_heap
 from bot.jobs.job import JobState
 from bot.runtime import Runtime, open_runtime
 from bot.settings import Settings
@@ -215,10 +216,8 @@ class SimcordDiscord:
         except BaseException:
             self.recorder.uninstall()
             raise
-        # As `wirobot run` does at start (bot/discord_bot.py): what exists now, out of the
-        # collector's sight.
-        gc.collect()
-        gc.freeze()
+        # As `wirobot run` does at start (bot/discord_bot.py).
+        settle_heap()
         guild = self.env.create_guild("Burst")
         self._channel = guild.create_text_channel("art")
         self._guild = guild

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import standin_process
 from bench.standin_process import jittered, stats
 from bot.catalog.catalog import Catalog
-from bot.event_loop import use_fast_loop
+from bot.event_loop import settle_heap, use_fast_loop
 from bot.jobs.engine import JobEngine, JobRequest
 from bot.jobs.events import EventKind
 from bot.jobs.job import JobState, Requester
@@ -164,6 +164,7 @@ async def bench(
                     default_model=MODEL,
                 )
                 await engine.start()
+                settle_heap()  # as `wirobot run` does once started
                 lag: list[float] = []
                 stop = asyncio.Event()
                 lag_task = asyncio.create_task(measure_lag(lag, stop))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import gc
 import logging
 import signal
 from contextlib import AsyncExitStack
@@ -21,6 +20,7 @@ from discord.gateway import DiscordWebSocket
 from bot.discord_views.buttons import all_buttons, remix_submitted
 from bot.discord_views.errors import report_failure
 from bot.discord_views.updater import StatusUpdater
+from bot.event_loop import settle_heap
 from bot.runtime import Runtime, check_storage, open_runtime
 from bot.settings import Settings
 from bot.web.access import visible_now
@@ -211,11 +211,7 @@ def run_bot(settings: Settings) -> int:
     token = settings.require_discord_token().get_secret_value()
     settings.require_wiro_key()
     check_storage(settings)
-    # What start-up built (modules, classes, the libraries' tables) lives as long as the
-    # process: out of the collector's sight, a full collection in a burst, which stops the
-    # loop while it walks every object, walks only the jobs and what came after.
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     return asyncio.run(_run(settings, token))
 
 
