@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from bot.jobs.job import Job
-from bot.jobs.watch import OnUpdate, PollingWatcher
+from bot.jobs.watch import OnChange, OnUpdate, PollingWatcher
 from bot.wiro.exceptions import WiroError
 from bot.wiro.socket import LINE_TYPES, SocketLost, SocketMessage, WiroSocket
 from bot.wiro.types import WAITING_STATUSES, Task, TaskProgress, TaskStatus
@@ -55,7 +55,7 @@ class SocketWatcher:
         self._watching: set[int] = set()
         self._quiet_after = quiet_after
 
-    async def watch(self, job: Job, on_update: OnUpdate) -> Task:
+    async def watch(self, job: Job, on_update: OnUpdate, on_change: OnChange | None = None) -> Task:
         assert job.task_id is not None
         if not job.task_token or not self._socket.available:
             self._watching.discard(job.id)
@@ -65,7 +65,7 @@ class SocketWatcher:
         again = job.id in self._watching or submitted < self._started
         self._watching.add(job.id)
         try:
-            task = await self._follow(job, on_update, submitted, again)
+            task = await self._follow(job, on_update, on_change, submitted, again)
         except WiroError:
             raise  # the job is watched again after a pause: it stays marked
         except BaseException:
@@ -74,7 +74,14 @@ class SocketWatcher:
         self._watching.discard(job.id)
         return task
 
-    async def _follow(self, job: Job, on_update: OnUpdate, submitted: float, again: bool) -> Task:
+    async def _follow(
+        self,
+        job: Job,
+        on_update: OnUpdate,
+        on_change: OnChange | None,
+        submitted: float,
+        again: bool,
+    ) -> Task:
         assert job.task_id is not None and job.task_token is not None
         if again and time.time() - submitted > self._resumed_after:
             task = await self._polling.detail(job)
@@ -82,7 +89,7 @@ class SocketWatcher:
             if task.is_terminal:
                 return task
         predicted = self._polling.predict(job)
-        view = _SocketView(job.task_id, job.task_token, on_update)
+        view = _SocketView(job.task_id, job.task_token, on_update, on_change)
         looked: list[Task] = []
 
         async def quiet() -> bool:
@@ -96,6 +103,7 @@ class SocketWatcher:
             end = await self._socket.follow(
                 job.task_token,
                 view.on_message,
+                on_arrival=view.take_at_once,
                 on_quiet=quiet,
                 quiet_after=max(self._quiet_after, 1.5 * (predicted or 0.0)),
             )
@@ -125,38 +133,61 @@ class SocketWatcher:
 
 
 class _SocketView:
-    """Turns socket messages into the Task updates the engine reads (status, progress)."""
+    """Turns socket messages into the changes the engine reads: status and progress.
 
-    def __init__(self, task_id: str, token: str, on_update: OnUpdate) -> None:
+    Most messages are handled as they arrive (`take_at_once`): a task prints a line per
+    step and passes a dozen statuses, and for nearly all of them the engine has only to
+    note the change (`on_change`). Those it cannot note without waiting (the job's first
+    running status is stored first) come to `on_message`, which tells them as a Task."""
+
+    def __init__(
+        self, task_id: str, token: str, on_update: OnUpdate, on_change: OnChange | None
+    ) -> None:
         self._on_update = on_update
+        self._on_change = on_change
         self._status = TaskStatus.QUEUE
         self._progress: TaskProgress | None = None
         self._told: tuple[TaskStatus, TaskProgress | None] | None = None
         self._template = Task(id=task_id, socketaccesstoken=token, status=TaskStatus.QUEUE)
         self.ended_ok = False
 
+    def _read(self, message: SocketMessage) -> tuple[TaskStatus, TaskProgress | None]:
+        """The status and progress after `message` (not an ending one)."""
+        status = message.status
+        if status is None:
+            status = self._status
+            if message.type in LINE_TYPES and status in WAITING_STATUSES:
+                # A stderr line: the model is running, whatever the last status said.
+                status = TaskStatus.START
+        progress = message.progress if message.type == "task_output" else None
+        return status, progress or self._progress
+
+    def take_at_once(self, message: SocketMessage) -> bool:
+        """True when `message` is handled here, as it arrives; False: `on_message` next."""
+        if self._on_change is None or message.ends:
+            return False
+        state = self._read(message)
+        if state == self._told:
+            return True
+        if not self._on_change(*state):
+            return False
+        self._status, self._progress = state
+        self._told = state
+        return True
+
     async def on_message(self, message: SocketMessage) -> None:
         if message.ends:
             # The final Task comes from Task/Detail; the socket's end only says when.
             self.ended_ok = message.type == TaskStatus.POSTPROCESS_END.value
             return
-        status = message.status
-        if status is not None:
-            self._status = status
-        elif message.type in LINE_TYPES and self._status in WAITING_STATUSES:
-            # A stderr line: the model is running, whatever the last status said.
-            self._status = TaskStatus.START
-        progress = message.progress
-        if progress is not None:
-            self._progress = progress
-        if (self._status, self._progress) == self._told:
+        state = self._read(message)
+        self._status, self._progress = state
+        if state == self._told:
             return
-        self._told = (self._status, self._progress)
-        # A copy of one validated Task: cheaper than validating a new one for every line.
+        self._told = state
+        # A copy of one validated Task: cheaper than validating a new one.
         await self._on_update(
-            self._template.model_copy(
-                update={"status": self._status, "reported_progress": self._progress}
-            )
+            self._template.model_copy(update={"status": state[0], "reported_progress": state[1]})
         )
 
 
@@ -167,7 +198,7 @@ class PollingOnly:
         self._polling = polling
         self._on_follow = on_follow
 
-    async def watch(self, job: Job, on_update: OnUpdate) -> Task:
+    async def watch(self, job: Job, on_update: OnUpdate, on_change: OnChange | None = None) -> Task:
         self._on_follow("polling")
         return await self._polling.watch(job, on_update)
 

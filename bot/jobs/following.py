@@ -25,7 +25,7 @@ from bot.jobs.wording import duration_words
 from bot.settings import JobSettings
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import WiroError
-from bot.wiro.types import WAITING_STATUSES, Task, TaskProgress, TaskStatus
+from bot.wiro.types import TERMINAL_STATUSES, WAITING_STATUSES, Task, TaskProgress, TaskStatus
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,11 @@ class Follower:
         failures = 0
         while True:
             try:
-                return await self._watcher.watch(job, lambda task: self.on_update(job, task))
+                return await self._watcher.watch(
+                    job,
+                    lambda task: self.on_update(job, task),
+                    lambda status, progress: self.change_at_once(job, status, progress),
+                )
             except WiroError as exc:
                 failures += 1
                 pause = min(self._settings.poll_max_interval * failures, 60.0)
@@ -143,6 +147,22 @@ class Follower:
             if progress is not None and progress != job.progress:
                 job.progress = progress
                 self._announce(job, progress)
+
+    def change_at_once(self, job: Job, status: TaskStatus, progress: TaskProgress | None) -> bool:
+        """`on_update` for a change that needs no waiting: True if done; False when it must
+        be stored first (the job starts running) or concerns task_error or an end."""
+        if job.status.is_final:
+            return True
+        if status in TERMINAL_STATUSES or job.id in self._error_since:
+            return False
+        running = status not in WAITING_STATUSES
+        if running and job.status is not JobState.RUNNING:
+            return False
+        job.wiro_status = status.value
+        if running and progress is not None and progress != job.progress:
+            job.progress = progress
+            self._announce(job, progress)
+        return True
 
     def _announce(self, job: Job, progress: TaskProgress) -> None:
         """A PROGRESS event when it is worth one: a model prints a line per step, thirty or

@@ -34,11 +34,17 @@ from bot.wiro.types import Task, TaskProgress, TaskStatus
 log = logging.getLogger(__name__)
 
 OnUpdate = Callable[[Task], Awaitable[None]]
+#: Told a task's status and progress as a message arrives, without waiting: True if that
+#: was all the change needed, False to be told it as a Task through `OnUpdate` instead.
+OnChange = Callable[[TaskStatus, TaskProgress | None], bool]
 
 
 class TaskWatcher(Protocol):
-    async def watch(self, job: Job, on_update: OnUpdate) -> Task:
-        """Return the task once terminal, calling `on_update` whenever it changes."""
+    async def watch(self, job: Job, on_update: OnUpdate, on_change: OnChange | None = None) -> Task:
+        """Return the task once terminal, calling `on_update` whenever it changes, or
+        first `on_change` if given (a task prints a line per step and passes a dozen
+        statuses: a Task and a task switch each were most of the work of following
+        thousands)."""
         ...
 
 
@@ -277,9 +283,17 @@ class PollingWatcher:
     def estimates(self) -> DurationEstimates:
         return self._estimates
 
-    async def watch(self, job: Job, on_update: OnUpdate, *, look_now: bool = False) -> Task:
+    async def watch(
+        self,
+        job: Job,
+        on_update: OnUpdate,
+        on_change: OnChange | None = None,
+        *,
+        look_now: bool = False,
+    ) -> Task:
         """`look_now`: the first Task/Detail at once (the task may have ended already, e.g.
-        while a socket that was following it failed)."""
+        while a socket that was following it failed). Each look is one Task: `on_update`
+        is told all, `on_change` is not used."""
         assert job.task_id is not None
         submitted = job.submitted_at or time.time()
         self._estimates.crowd[job.model] += 1

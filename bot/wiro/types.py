@@ -74,8 +74,13 @@ def progress_in_text(text: str) -> TaskProgress | None:
     """The last progress a model printed: a tqdm bar ("45%|####  | 9/20") or a step counter
     ("Step 12/30"), whichever comes last; None if there is none."""
     tail = text[-2000:]
-    bars = list(_PROGRESS.finditer(tail))
-    steps = [m for m in _STEP.finditer(tail) if int(m[2]) > 0 and int(m[1]) <= int(m[2])]
+    # Most lines have neither: looking for the marks first is cheaper than the patterns.
+    bars = list(_PROGRESS.finditer(tail)) if "%|" in tail else []
+    steps = (
+        [m for m in _STEP.finditer(tail) if int(m[2]) > 0 and int(m[1]) <= int(m[2])]
+        if "step" in tail.lower()
+        else []
+    )
     bar = bars[-1] if bars else None
     step = steps[-1] if steps else None
     if step is not None and (bar is None or step.start() > bar.start()):
