@@ -8,7 +8,6 @@ slots jobs hold at Wiro (over all, per server, per member) for the dispatcher.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -62,7 +61,7 @@ class JobBook:
         self._locks.pop(job.id, None)
 
     def snapshot(self, job: Job) -> Job:
-        return dataclasses.replace(job, outputs=list(job.outputs))
+        return job.copy()
 
     def publish(self, job: Job, kind: EventKind = EventKind.STATUS) -> None:
         self.events.publish(JobEvent(kind, self.snapshot(job)))
