@@ -44,9 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import standin_process
 from bench.standin_process import jittered, stats
 from bot.catalog.catalog import Catalog
+from bot.discord_views.updater import BEAT
 from bot.event_loop import settle_heap, use_fast_loop
 from bot.jobs.engine import JobEngine, JobRequest
-from bot.jobs.events import EventKind
+from bot.jobs.events import EventKind, Subscription
 from bot.jobs.job import JobState, Requester
 from bot.settings import JobSettings
 from bot.store import Store
@@ -128,6 +129,12 @@ async def measure_lag(samples: list[float], stop: asyncio.Event, every: float = 
         samples.append(loop.time() - before - every)
 
 
+async def drain_every_beat(events: Subscription) -> None:
+    while True:
+        await asyncio.sleep(BEAT)
+        events.take()
+
+
 async def bench(
     jobs: int,
     seconds: float,
@@ -173,7 +180,13 @@ async def bench(
                 commits_before = writes.commits if writes else 0
                 cpu_before = time.process_time()
                 started = time.monotonic()
-                with engine.subscribe() as events:
+                # Finished jobs as they are reported; every event, as the Discord layer
+                # hears them (a subscription drained once a beat: see updater.py).
+                with (
+                    engine.subscribe(kinds=[EventKind.FINISHED]) as events,
+                    engine.subscribe() as everything,
+                ):
+                    listener = asyncio.create_task(drain_every_beat(everything))
                     submitted = await asyncio.gather(
                         *(
                             engine.submit(
@@ -192,8 +205,8 @@ async def bench(
                     async with asyncio.timeout(seconds * 6 + 120):
                         while len(reported) < jobs:
                             event = await events.get()
-                            if event.kind is EventKind.FINISHED:
-                                reported[event.job.id] = time.monotonic()
+                            reported[event.job.id] = time.monotonic()
+                    listener.cancel()
                 wall = time.monotonic() - started
                 cpu = time.process_time() - cpu_before
                 commits = writes.commits - commits_before if writes else None
