@@ -148,12 +148,14 @@ async def bench(
         with tempfile.TemporaryDirectory() as folder:
             async with (
                 aiohttp.ClientSession() as session,
+                aiohttp.ClientSession() as files,
                 await Store.open(Path(folder) / "bench.db") as store,
             ):
                 client = WiroClient(
                     session,
                     Credentials(wiro["api_key"], wiro["api_secret"]),
                     base_url=wiro["base_url"],
+                    files=files,  # as bot/runtime.py builds it
                 )
                 # The product's default: Wiro's socket first, polling as the fallback.
                 socket = WiroSocket(wiro["socket_url"]) if use_socket else None

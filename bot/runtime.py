@@ -51,7 +51,10 @@ def build_socket(settings: Settings) -> WiroSocket | None:
 
 
 def build_client(
-    settings: Settings, session: aiohttp.ClientSession, metrics: Metrics | None = None
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    metrics: Metrics | None = None,
+    files: aiohttp.ClientSession | None = None,
 ) -> WiroClient:
     secret = settings.wiro.api_secret
     credentials = Credentials(
@@ -64,6 +67,7 @@ def build_client(
         base_url=settings.wiro.base_url,
         request_timeout=settings.wiro.request_timeout,
         observer=metrics.wiro_call if metrics is not None else None,
+        files=files,
     )
 
 
@@ -84,10 +88,12 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
     of it on the way out (unfinished jobs stay in the database and resume next time)."""
     async with AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
+        # Outputs come from Wiro's file server: connections of their own (see WiroClient).
+        files = await stack.enter_async_context(aiohttp.ClientSession())
         store = await open_store(settings)
         stack.push_async_callback(store.close)
         metrics = Metrics()
-        client = build_client(settings, session, metrics)
+        client = build_client(settings, session, metrics, files)
         catalog = Catalog.from_seeds()
         if settings.models.extra:
             problems = await catalog.load_extra(settings.models.extra, client, store.tools)

@@ -12,6 +12,7 @@ Run whose answer was lost may have created a billed task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -128,7 +129,13 @@ def split_slug(slug: str) -> tuple[str, str]:
 
 
 class WiroClient:
-    """Wiro's HTTP API. Takes an aiohttp session it does not own and never closes it."""
+    """Wiro's HTTP API. Takes aiohttp sessions it does not own and never closes them.
+
+    `files`: a session for downloading outputs from Wiro's file server (its CDN, another
+    host), with connections of its own. Without it, downloads share the API session's
+    connections and its in-flight cap: when a thousand tasks end together, each Task/Detail
+    then waits behind downloads for a connection, and each download behind the Details.
+    """
 
     def __init__(
         self,
@@ -140,8 +147,10 @@ class WiroClient:
         request_timeout: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         observer: CallObserver | None = None,
+        files: aiohttp.ClientSession | None = None,
     ) -> None:
         self._session = session
+        self._files = files
         self._observer = observer
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
@@ -159,6 +168,10 @@ class WiroClient:
         # a stale nonce, behind later ones (Wiro refuses replays).
         limit = getattr(session.connector, "limit", 0) or 100
         self._in_flight = asyncio.Semaphore(limit)
+        # Downloads carry no nonce: on their own connections they need no cap of ours.
+        self._downloads: contextlib.AbstractAsyncContextManager[Any] = (
+            self._in_flight if files is None else contextlib.nullcontext()
+        )
 
     @property
     def credentials(self) -> Credentials:
@@ -277,10 +290,12 @@ class WiroClient:
     async def download(self, url: str, *, max_bytes: int = 25 * 1024 * 1024) -> Download:
         """Fetch an output image (no credentials are sent). Raises `DownloadError`."""
 
+        session = self._files or self._session
+
         async def fetch() -> Download:
-            async with self._in_flight:  # a download holds a connection too
+            async with self._downloads:  # on the API's connections, it holds one of them
                 return await fetch_image(
-                    self._session, url, max_bytes=max_bytes, request_timeout=self._request_timeout
+                    session, url, max_bytes=max_bytes, request_timeout=self._request_timeout
                 )
 
         return await self._retrying(fetch, idempotent=True, label="download")
