@@ -159,7 +159,7 @@ class _SocketView:
             if message.type in LINE_TYPES and status in WAITING_STATUSES:
                 # A stderr line: the model is running, whatever the last status said.
                 status = TaskStatus.START
-        progress = message.progress if message.type == "task_output" else None
+        progress = message.progress
         return status, progress or self._progress
 
     def take_at_once(self, message: SocketMessage) -> bool:

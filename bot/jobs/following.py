@@ -141,12 +141,7 @@ class Follower:
             await book.set(
                 job, status=JobState.RUNNING, wiro_status=status.value, started_at=time.time()
             )
-        job.wiro_status = status.value
-        if running:
-            progress = task.progress
-            if progress is not None and progress != job.progress:
-                job.progress = progress
-                self._announce(job, progress)
+        self._note(job, status, task.progress if running else None)
 
     def change_at_once(self, job: Job, status: TaskStatus, progress: TaskProgress | None) -> bool:
         """`on_update` for a change that needs no waiting: True if done; False when it must
@@ -158,11 +153,15 @@ class Follower:
         running = status not in WAITING_STATUSES
         if running and job.status is not JobState.RUNNING:
             return False
+        self._note(job, status, progress if running else None)
+        return True
+
+    def _note(self, job: Job, status: TaskStatus, progress: TaskProgress | None) -> None:
+        """In memory only: Wiro's finer status, and the progress of a running task."""
         job.wiro_status = status.value
-        if running and progress is not None and progress != job.progress:
+        if progress is not None and progress != job.progress:
             job.progress = progress
             self._announce(job, progress)
-        return True
 
     def _announce(self, job: Job, progress: TaskProgress) -> None:
         """A PROGRESS event when it is worth one: a model prints a line per step, thirty or

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from bot.jobs.job import Job, JobState, Requester
+from bot.jobs.job import Job, JobState, Output, Requester
 from bot.jobs.outputs import INLINE_WRITE_BYTES, save_outputs
 from bot.wiro.download import Download
 from bot.wiro.types import Task
@@ -64,22 +64,28 @@ def job_and_task(urls: list[str]) -> tuple[Job, Task]:
     return job, task
 
 
-async def test_small_images_are_written_at_once(tmp_path: Path) -> None:
-    images = {"https://cdn/a.png": png(16), "https://cdn/b.png": png(16)}
+async def save(images: dict[str, bytes], folder: Path) -> tuple[list[Output], int]:
+    """Save a task's images; what was saved, and how many times the writer thread was used."""
     job, task = job_and_task(list(images))
     writer = CountingWriter()
     try:
         saved = await save_outputs(
-            Files(images),
+            Files(images),  # type: ignore[arg-type]
             task,
-            tmp_path,
+            folder,
             job,
             max_bytes=10**8,
-            writer=writer,  # type: ignore[arg-type]
+            writer=writer,
         )
     finally:
         writer.shutdown()
-    assert writer.jobs == 0
+    return saved, writer.jobs
+
+
+async def test_small_images_are_written_at_once(tmp_path: Path) -> None:
+    images = {"https://cdn/a.png": png(16), "https://cdn/b.png": png(16)}
+    saved, thread_jobs = await save(images, tmp_path)
+    assert thread_jobs == 0
     assert [contents(o.path) for o in saved] == list(images.values())
     assert [(o.width, o.height) for o in saved] == [(16, 16), (16, 16)]
 
@@ -87,19 +93,7 @@ async def test_small_images_are_written_at_once(tmp_path: Path) -> None:
 async def test_large_images_are_written_beside_the_event_loop(tmp_path: Path) -> None:
     big = png(400)
     assert len(big) > INLINE_WRITE_BYTES
-    job, task = job_and_task(["https://cdn/big.png"])
-    writer = CountingWriter()
-    try:
-        saved = await save_outputs(
-            Files({"https://cdn/big.png": big}),
-            task,
-            tmp_path,
-            job,
-            max_bytes=10**8,
-            writer=writer,  # type: ignore[arg-type]
-        )
-    finally:
-        writer.shutdown()
-    assert writer.jobs == 1
+    saved, thread_jobs = await save({"https://cdn/big.png": big}, tmp_path)
+    assert thread_jobs == 1
     assert contents(saved[0].path) == big
     assert (saved[0].width, saved[0].height) == (400, 400)
