@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from types import TracebackType
 
 import aiosqlite
 
-from bot.store.batch import WriteBatcher
+from bot.store.batch import WriteBatcher, open_direct
 from bot.store.database import connect, connect_url, schema_version
 from bot.store.gallery import GalleryRepository
 from bot.store.guilds import GuildRepository, GuildSettings
@@ -43,9 +44,12 @@ class Store:
     """One database (SQLite, or PostgreSQL through `open_url`): jobs, server settings,
     cached model details."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, *, direct: sqlite3.Connection | None = None
+    ) -> None:
         self._conn = conn
-        self.writes = WriteBatcher(conn)
+        # `direct`: SQLite's writes applied on the event loop (see bot/store/batch.py).
+        self.writes = WriteBatcher(conn, direct=direct)
         self.jobs = JobRepository(conn, self.writes)
         self.guilds = GuildRepository(conn, self.writes)
         self.tools = ToolDetailCache(conn, self.writes)
@@ -55,7 +59,12 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
-        return cls(await connect(path))
+        conn = await connect(path)
+        try:
+            return cls(conn, direct=open_direct(path))
+        except BaseException:
+            await conn.close()
+            raise
 
     @classmethod
     async def open_url(cls, url: str, *, pool_size: int = 10) -> Store:
@@ -85,8 +94,10 @@ class Store:
     async def close(self) -> None:
         if self._notices is not None:
             await self._notices.close()
-        await self.writes.drain()
-        await self._conn.close()
+        try:
+            await self.writes.close()
+        finally:
+            await self._conn.close()
 
     async def __aenter__(self) -> Store:
         return self

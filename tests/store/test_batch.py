@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs.job import JobState, Output, Requester
-from bot.store import NewJob, Store
+from bot.store import NewJob, Store, batch
 
 WHO = Requester(user_id=1, guild_id=2, channel_id=3)
 
@@ -132,3 +132,29 @@ async def test_on_postgresql_a_burst_shares_transactions_and_a_failing_write_fai
         assert stored.task_id == "t-2"
         got = await pg.jobs.get(first.id)
         assert got is not None and got.status is JobState.RUNNING
+
+
+async def test_after_a_burst_the_database_file_itself_holds_the_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches are applied on the event loop without checkpoints of their own: the
+    checkpoints (which sync to disk) run beside it, so the write-ahead log does not grow."""
+    monkeypatch.setattr(batch, "CHECKPOINT_EVERY", 0.0)
+    path = tmp_path / "jobs.db"
+    async with await Store.open(path) as store:
+        await asyncio.gather(*(store.jobs.create(new_job(n)) for n in range(300)))
+        await store.writes.drain()
+        await store.writes.checkpointed()
+        # The main file alone, without its write-ahead log: what a checkpoint copied there.
+        alone = tmp_path / "alone.db"
+        alone.write_bytes(path.read_bytes())
+        assert read_elsewhere(alone, "SELECT COUNT(*) FROM jobs") == [(300,)]
+
+
+async def test_an_in_memory_database_stores_a_burst_too() -> None:
+    async with await Store.open(":memory:") as store:
+        jobs = await asyncio.gather(*(store.jobs.create(new_job(n)) for n in range(50)))
+        assert len({j.id for j in jobs}) == 50
+        assert store.writes.commits < 50
+        stored = await store.jobs.get(jobs[-1].id)
+        assert stored is not None and stored.prompt == "p49"
