@@ -48,6 +48,7 @@ from bot.discord_views.updater import BEAT
 from bot.event_loop import settle_heap, use_fast_loop
 from bot.jobs.engine import JobEngine, JobRequest
 from bot.jobs.events import EventKind, Subscription
+from bot.jobs.file_writer import ProcessFileWriter
 from bot.jobs.job import JobState, Requester
 from bot.settings import JobSettings
 from bot.store import Store
@@ -171,6 +172,7 @@ async def bench(
                     ),
                     outputs_dir=Path(folder) / "outputs",
                     default_model=MODEL,
+                    file_writer=ProcessFileWriter(),  # as bot/runtime.py builds it
                 )
                 await engine.start()
                 settle_heap()  # as `wirobot run` does once started

@@ -17,6 +17,7 @@ import asyncpg
 
 from bot.catalog.catalog import Catalog
 from bot.jobs.engine import JobEngine
+from bot.jobs.file_writer import ProcessFileWriter
 from bot.jobs.retention import Retention
 from bot.metrics import Metrics
 from bot.settings import ConfigError, Settings
@@ -107,6 +108,10 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
         socket = build_socket(settings)
         if socket is not None:
             stack.push_async_callback(socket.close)
+        # Images are written by a helper process, off the event loop (bot/jobs/file_writer.py).
+        # The engine closes it; so does the stack, for an engine never started (idempotent).
+        file_writer = ProcessFileWriter()
+        stack.push_async_callback(file_writer.close)
         engine = JobEngine(
             client=client,
             socket=socket,
@@ -116,6 +121,7 @@ async def open_runtime(settings: Settings, *, start_engine: bool = True) -> Asyn
             outputs_dir=settings.database.outputs_path,
             default_model=settings.models.default,
             on_follow=metrics.followed_by,
+            file_writer=file_writer,
         )
         counting = asyncio.create_task(
             metrics.count_events(engine.subscribe()), name="wirobot-metrics"

@@ -31,7 +31,6 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from socket import gethostname
 
@@ -50,6 +49,7 @@ from bot.jobs.budget import Budgets
 from bot.jobs.cancelling import Canceller, CancelOutcome, CancelResult
 from bot.jobs.dispatch import Dispatcher
 from bot.jobs.events import EventBus, EventKind, Subscription
+from bot.jobs.file_writer import FileWriter, ThreadFileWriter
 from bot.jobs.follow import PollingOnly, SocketWatcher
 from bot.jobs.following import Follower
 from bot.jobs.gate import WiroGate
@@ -101,6 +101,7 @@ class JobEngine:
         socket: WiroSocket | None = None,
         rng: random.Random | None = None,
         on_follow: Callable[[str], None] | None = None,
+        file_writer: FileWriter | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -134,7 +135,8 @@ class JobEngine:
             SocketWatcher(socket, polling, on_follow=on_follow) if socket is not None else fallback
         )
         self._closing = False
-        self._file_writer = ThreadPoolExecutor(1, thread_name_prefix="wirobot-files")
+        # How finished jobs' images reach the disk (the bot's: a helper process); closed here.
+        self._file_writer: FileWriter = file_writer or ThreadFileWriter()
         #: This process's name in the store's job claims.
         self.owner = f"{gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._book = JobBook(store, self.events, self.owner, settings.claim_lease_seconds)
@@ -210,7 +212,7 @@ class JobEngine:
             await self.store.jobs.release(self.owner)
         if self._notices is not None:
             await self._notices.close()
-        self._file_writer.shutdown(wait=True)
+        await self._file_writer.close()
         await self.prices.close()
 
     # -- asking --------------------------------------------------------------------------------

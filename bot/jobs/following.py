@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bot.jobs.book import JobBook
 from bot.jobs.cancelling import Canceller
 from bot.jobs.events import EventKind, JobEvent
+from bot.jobs.file_writer import FileWriter
 from bot.jobs.job import ErrorKind, Job, JobState
 from bot.jobs.outputs import save_outputs
 from bot.jobs.watch import TaskWatcher
@@ -47,7 +47,7 @@ class Follower:
         canceller: Canceller,
         settings: JobSettings,
         outputs_dir: Path,
-        file_writer: ThreadPoolExecutor,
+        file_writer: FileWriter,
     ) -> None:
         self._book = book
         self._client = client

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-from concurrent.futures import Executor
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from bot.jobs.file_writer import FileWriter
 from bot.jobs.job import Job, Output
 from bot.wiro.client import WiroClient
 from bot.wiro.exceptions import DownloadError
@@ -23,23 +23,15 @@ _EXTENSIONS = {
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-#: A job's files up to this size are written on the event loop, larger ones on `writer`.
-#: Writing a few hundred KB into the page cache takes tens of microseconds; in a thread it
-#: waits for the interpreter lock at every system call, up to 5 ms each while the loop is
-#: busy: with a thousand jobs ending a second, results waited seconds in that thread's queue.
-#: Large files go to the thread, where the copying runs beside the loop.
-INLINE_WRITE_BYTES = 256 * 1024
-
 
 async def save_outputs(
-    client: WiroClient, task: Task, folder: Path, job: Job, *, max_bytes: int, writer: Executor
+    client: WiroClient, task: Task, folder: Path, job: Job, *, max_bytes: int, writer: FileWriter
 ) -> list[Output]:
     """Download every output of `task` into `folder`, named by `output_file_name`; fail if
     none can be had. One flat folder: a folder per job would double the file system calls.
 
-    Small files are written at once (see `INLINE_WRITE_BYTES`), larger ones on `writer`,
-    best a single thread: a pool of threads all doing file system calls at once starves the
-    event loop of the interpreter lock.
+    The files are written by `writer` (see `bot.jobs.file_writer`: the running bot's writes
+    go through a helper process, off the event loop) and are on disk when this returns.
     """
     if not task.outputs:
         raise DownloadError("Wiro reported success but listed no images.")
@@ -66,10 +58,7 @@ async def save_outputs(
                 height=height,
             )
         )
-    if sum(len(content) for _, content in files) <= INLINE_WRITE_BYTES:
-        _write_all(files)
-    else:
-        await asyncio.get_running_loop().run_in_executor(writer, _write_all, files)
+    await writer.write(files)
     return saved
 
 
@@ -86,10 +75,3 @@ def _dimensions(content: bytes) -> tuple[int | None, int | None]:
             return image.width, image.height
     except (UnidentifiedImageError, OSError):
         return None, None
-
-
-def _write_all(files: list[tuple[Path, bytes]]) -> None:
-    # No temporary file and rename: a file is only referenced once the job's row says so, and
-    # an interrupted job downloads again; every system call counts when a thousand jobs end.
-    for path, content in files:
-        path.write_bytes(content)

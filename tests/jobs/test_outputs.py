@@ -1,18 +1,20 @@
-"""A finished task's images are saved to disk: small ones at once, large ones on the writer
-thread, beside the event loop."""
+"""A finished task's images are saved to disk. In-process (`ThreadFileWriter`): small ones at
+once, large ones on the writer thread, beside the event loop; the running bot's writer puts
+them through a helper process (tests/jobs/test_file_writer.py)."""
 
 from __future__ import annotations
 
 import io
 import os
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+import threading
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from PIL import Image
 
+from bot.jobs.file_writer import INLINE_WRITE_BYTES, FileWriter, ProcessFileWriter, ThreadFileWriter
 from bot.jobs.job import Job, JobState, Output, Requester
-from bot.jobs.outputs import INLINE_WRITE_BYTES, save_outputs
+from bot.jobs.outputs import save_outputs
 from bot.wiro.download import Download
 from bot.wiro.types import Task
 
@@ -34,19 +36,14 @@ class Files:
         return Download(self.images[url], "image/png", url)
 
 
-class CountingWriter(Executor):
-    """A one-thread writer that counts the work given to it."""
+class NotedPath(type(Path())):  # type: ignore[misc]
+    """A path that notes which thread writes it (its children are NotedPaths too)."""
 
-    def __init__(self) -> None:
-        self.jobs = 0
-        self._thread = ThreadPoolExecutor(1)
+    writers: ClassVar[list[str]] = []
 
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        self.jobs += 1
-        return self._thread.submit(fn, *args, **kwargs)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._thread.shutdown(wait)
+    def write_bytes(self, data: bytes) -> int:  # type: ignore[override]
+        self.writers.append(threading.current_thread().name)
+        return super().write_bytes(data)
 
 
 def contents(path: str | None) -> bytes:
@@ -64,28 +61,32 @@ def job_and_task(urls: list[str]) -> tuple[Job, Task]:
     return job, task
 
 
-async def save(images: dict[str, bytes], folder: Path) -> tuple[list[Output], int]:
-    """Save a task's images; what was saved, and how many times the writer thread was used."""
+async def save(
+    images: dict[str, bytes], folder: Path, writer: FileWriter | None = None
+) -> tuple[list[Output], list[str]]:
+    """Save a task's images; what was saved, and which threads wrote the files (none seen
+    when another process wrote them)."""
     job, task = job_and_task(list(images))
-    writer = CountingWriter()
+    writer = writer or ThreadFileWriter()
+    NotedPath.writers = []
     try:
         saved = await save_outputs(
             Files(images),  # type: ignore[arg-type]
             task,
-            folder,
+            NotedPath(folder),
             job,
             max_bytes=10**8,
             writer=writer,
         )
     finally:
-        writer.shutdown()
-    return saved, writer.jobs
+        await writer.close()
+    return saved, NotedPath.writers
 
 
-async def test_small_images_are_written_at_once(tmp_path: Path) -> None:
+async def test_small_images_are_written_at_once_on_the_event_loop(tmp_path: Path) -> None:
     images = {"https://cdn/a.png": png(16), "https://cdn/b.png": png(16)}
-    saved, thread_jobs = await save(images, tmp_path)
-    assert thread_jobs == 0
+    saved, writers = await save(images, tmp_path)
+    assert writers == [threading.current_thread().name] * 2
     assert [contents(o.path) for o in saved] == list(images.values())
     assert [(o.width, o.height) for o in saved] == [(16, 16), (16, 16)]
 
@@ -93,7 +94,16 @@ async def test_small_images_are_written_at_once(tmp_path: Path) -> None:
 async def test_large_images_are_written_beside_the_event_loop(tmp_path: Path) -> None:
     big = png(400)
     assert len(big) > INLINE_WRITE_BYTES
-    saved, thread_jobs = await save({"https://cdn/big.png": big}, tmp_path)
-    assert thread_jobs == 1
+    saved, writers = await save({"https://cdn/big.png": big}, tmp_path)
+    assert len(writers) == 1 and writers[0].startswith("wirobot-files")
     assert contents(saved[0].path) == big
     assert (saved[0].width, saved[0].height) == (400, 400)
+
+
+async def test_the_bots_writer_saves_images_through_its_helper_process(tmp_path: Path) -> None:
+    images = {"https://cdn/a.png": png(16), "https://cdn/big.png": png(400)}
+    writer = ProcessFileWriter()
+    saved, writers = await save(images, tmp_path, writer)
+    assert writers == []  # no thread of this process wrote them
+    assert [contents(o.path) for o in saved] == list(images.values())
+    assert [o.name for o in saved] == ["1-model-seed5-1.png", "1-model-seed5-2.png"]
