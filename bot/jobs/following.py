@@ -245,6 +245,19 @@ class Follower:
                     error=f"The images were made but could not be downloaded: {exc}",
                 )
                 return
+            except OSError as exc:
+                # The bot's own disk (full, read-only, gone): the task still ran and is billed,
+                # so it is recorded with its cost, and the folder stays out of the words.
+                log.error("job %s: could not save its images: %s", job.id, exc)
+                await book.finish(
+                    job,
+                    JobState.FAILED,
+                    task=task,
+                    kind=ErrorKind.DOWNLOAD,
+                    error="The images were made but the bot could not save them "
+                    f"({exc.strerror or type(exc).__name__}).",
+                )
+                return
             await book.finish(job, JobState.SUCCEEDED, task=task, outputs=outputs)
 
     async def _stop_for_good(self, job: Job) -> Task | None:

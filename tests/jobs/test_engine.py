@@ -143,6 +143,27 @@ async def test_a_failed_task_is_stored_with_wiros_reason(
     assert stored is not None and stored.status is JobState.FAILED and stored.error
 
 
+async def test_images_the_bot_cannot_save_fail_the_job_and_keep_its_cost(
+    make_engine: EngineFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = await make_engine()
+    outputs = tmp_path / "outputs"
+    for leftover in outputs.iterdir():
+        leftover.unlink()
+    outputs.rmdir()
+    outputs.write_text("a file where the images' folder was")  # root ignores permissions
+    with engine.subscribe() as events:
+        job = await engine.submit(request())
+        done = await finished(events, job.id)
+    assert done.status is JobState.FAILED and done.error_kind is ErrorKind.DOWNLOAD
+    assert done.error == "The images were made but the bot could not save them (Not a directory)."
+    assert done.cost is not None and done.cost > 0  # Wiro made them: it is billed
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1  # one logged reason
+    assert f"job {job.id}: could not save its images" in errors[0]
+    assert "Not a directory" in errors[0]
+
+
 async def test_a_failed_task_costs_nothing(engine: JobEngine, wiro: WiroStandIn) -> None:
     wiro.next_outcome("failed")
     with engine.subscribe() as events:
