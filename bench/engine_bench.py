@@ -8,8 +8,9 @@ for each. Prints the submit burst's time, the wall time, Task/Detail calls per j
 from a task finishing at Wiro to the engine reporting it (outputs downloaded and stored; p50,
 p95), database commits per job, the process's CPU time, event-loop lag p99 and peak RSS,
 against the targets: submit burst under 5 s, delay p50 under 1 s and p95 under 2 s, at most 10
-Detail calls per job, loop lag p99 under 50 ms, peak RSS under 300 MB. The machine's load
-average is printed beside them: other busy processes lengthen every figure.
+Detail calls per job, loop lag p99 under 50 ms, peak RSS under 300 MB (the engine's process
+and its image writer's, see bot/jobs/file_writer.py, together). The machine's load average is
+printed beside them: other busy processes lengthen every figure.
 
 Each task writes a progress line per step (about thirty; `--few-lines`: the stand-in's six
 sample lines), as real models do. The engine runs on uvloop, as the `wirobot` command does
@@ -117,6 +118,18 @@ async def standin(
         await child.wait()
 
 
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """Peak RSS of another process of ours (Linux's /proc), or None."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text() if pid is not None else ""
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -158,6 +171,7 @@ async def bench(
                     base_url=wiro["base_url"],
                     files=files,  # as bot/runtime.py builds it
                 )
+                writer = ProcessFileWriter()  # the images' helper process, as bot/runtime.py has it
                 # The product's default: Wiro's socket first, polling as the fallback.
                 socket = WiroSocket(wiro["socket_url"]) if use_socket else None
                 engine = JobEngine(
@@ -172,7 +186,7 @@ async def bench(
                     ),
                     outputs_dir=Path(folder) / "outputs",
                     default_model=MODEL,
-                    file_writer=ProcessFileWriter(),  # as bot/runtime.py builds it
+                    file_writer=writer,
                 )
                 await engine.start()
                 settle_heap()  # as `wirobot run` does once started
@@ -217,6 +231,7 @@ async def bench(
                 stop.set()
                 await lag_task
                 finals = [await store.jobs.get(job.id) for job in submitted]
+                writer_rss = _peak_rss_mb(writer.pid)
                 await engine.close()
                 if socket is not None:
                     await socket.close()
@@ -244,6 +259,7 @@ async def bench(
         "cpu_seconds": cpu,
         "commits_per_job": commits / jobs if commits is not None else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "writer_rss_mb": writer_rss,
     }
 
 
@@ -312,7 +328,9 @@ def main() -> int:
         f"({result['cpu_seconds'] / result['jobs'] * 1000:.2f} ms per job)"
     )
     print(f"event-loop lag p99       {result['loop_lag_p99_ms']:.1f} ms  target < 50 ms")
-    print(f"peak RSS                 {result['peak_rss_mb']:.0f} MB  target < 300 MB")
+    print(f"peak RSS                 {result['peak_rss_mb']:.0f} MB  target < 300 MB (with:)")
+    if result["writer_rss_mb"] is not None:
+        print(f"  + the image writer     {result['writer_rss_mb']:.0f} MB (its helper process)")
     ok = (
         result["succeeded"] == result["jobs"]
         and result["submit_seconds"] < 5.0
@@ -320,7 +338,7 @@ def main() -> int:
         and result["delay_p95"] < 2.0
         and result["detail_calls_per_job"] <= 10
         and result["loop_lag_p99_ms"] < 50
-        and result["peak_rss_mb"] < 300
+        and result["peak_rss_mb"] + (result["writer_rss_mb"] or 0) < 300
     )
     print("all targets met" if ok else "TARGETS MISSED")
     return 0 if ok else 1
