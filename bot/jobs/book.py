@@ -205,7 +205,6 @@ class JobBook:
         error: str | None = None,
         kind: ErrorKind | None = None,
         slot_held: bool | None = None,
-        wiro_status: str | None = None,
         cost: Decimal | None = None,
     ) -> None:
         if job.status.is_final:
@@ -220,12 +219,12 @@ class JobBook:
             "error_kind": kind,
         }
         if task is not None:
-            changes["wiro_status"] = task.status.value
             changes["cost"] = task.totalcost
-        elif wiro_status is not None:
-            changes["wiro_status"] = wiro_status
         if cost is not None:
             changes["cost"] = cost
+        # Kept only while the task runs: the socket's token (a secret) and Wiro's finer status.
+        changes["task_token"] = None
+        changes["wiro_status"] = None
         await self.store.jobs.finish(job.id, outputs or [], **changes)
         for name, value in changes.items():
             setattr(job, name, value)

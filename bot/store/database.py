@@ -27,7 +27,7 @@ Connection = aiosqlite.Connection
 log = logging.getLogger(__name__)
 
 #: Migrations that shrink the rows of an existing database: VACUUM after them, once.
-_SHRINKING = ("_history.sql",)
+_SHRINKING = ("_history.sql", "_finished_tokens.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 

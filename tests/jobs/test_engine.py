@@ -500,3 +500,14 @@ async def test_a_servers_per_member_limit_applies_and_lifts(
                 event = await events.get()
                 if event.job.status is JobState.QUEUED:
                     queued.add(event.job.id)
+
+
+async def test_a_finished_job_keeps_no_socket_token(engine: JobEngine, store: Store) -> None:
+    """The token opens Wiro's socket for the task: a secret, needed only while it runs."""
+    with engine.subscribe() as events:
+        job = await engine.submit(request())
+        done = await finished(events, job.id)
+    assert done.status is JobState.SUCCEEDED and done.task_id
+    stored = await store.jobs.get(job.id)
+    assert stored is not None and stored.task_id == done.task_id
+    assert stored.task_token is None and stored.wiro_status is None

@@ -1,5 +1,6 @@
-"""Migration 0002 on a database written by the code of schema 0001: no job, input or output
-is lost, expired interaction tokens go, and the migrated jobs can be searched."""
+"""Migrations 0002 onwards on a database written by the code of schema 0001: no job, input or
+output is lost, expired interaction tokens and finished tasks' socket tokens go, and the
+migrated jobs can be searched."""
 
 from __future__ import annotations
 
@@ -116,11 +117,16 @@ async def test_every_job_and_output_survives_the_migration(tmp_path: Path) -> No
                 old["channel_id"],
             )
             for name in (
-                "wiro_status", "task_id", "task_token", "created_at", "submitted_at",
+                "task_id", "created_at", "submitted_at",
                 "started_at", "finished_at", "elapsed_seconds", "error",
                 "status_message_id", "result_message_id", "posted_at",
             ):  # fmt: skip
                 assert getattr(job, name) == old[name], name
+            # A finished job's socket token (a secret) and Wiro's finer status go (0008);
+            # the running job keeps both.
+            kept = old["status"] == "running"
+            for name in ("task_token", "wiro_status"):
+                assert getattr(job, name) == (old[name] if kept else None), name
             # Money became exact: the old REAL cost reads back as the Decimal it meant.
             assert job.cost == (None if old["cost"] is None else Decimal(str(old["cost"])))
             expected_outputs = 2 if old["status"] == "succeeded" else 0
@@ -201,3 +207,32 @@ async def test_the_space_the_migration_frees_is_given_back(tmp_path: Path) -> No
         assert await store.jobs.count_history(HistoryQuery(), cap=None) == 12000
 
     assert path.stat().st_size < before / 2
+
+
+async def test_finished_jobs_written_before_0008_lose_their_socket_tokens(tmp_path: Path) -> None:
+    """A database at schema 0007 (yesterday's code kept every task's socket token): after the
+    migration only the running job has its token and Wiro status; every job is still there."""
+    path = tmp_path / "v7.db"
+    conn = sqlite3.connect(path)
+    for number, _, sql in migrations()[:7]:
+        conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+    for n, status in enumerate(("succeeded", "failed", "cancelled", "timed_out", "running"), 1):
+        conn.execute(
+            "INSERT INTO jobs (id, model, prompt, inputs, seed, status, wiro_status, task_id,"
+            " task_token, created_at) VALUES (?, 'm/x', ?, '{}', 1, ?, 'task_start', ?, ?, 1.0)",
+            (n, f"prompt {n}", status, f"t{n}", f"socket-token-{n}"),
+        )
+    conn.commit()
+    conn.close()
+
+    async with await Store.open(path) as store:
+        assert await store.version() == len(migrations())
+        jobs = [await store.jobs.get(n) for n in range(1, 6)]
+    assert [j.task_id for j in jobs if j is not None] == ["t1", "t2", "t3", "t4", "t5"]
+    assert [(j.task_token, j.wiro_status) for j in jobs if j is not None] == [
+        (None, None),
+        (None, None),
+        (None, None),
+        (None, None),
+        ("socket-token-5", "task_start"),
+    ]
