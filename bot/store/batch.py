@@ -30,8 +30,8 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
@@ -182,10 +182,10 @@ class WriteBatcher:
                     self._checkpoints.after_commit()
                     return outcomes
                 # aiosqlite's own queue to its thread: the whole batch is one hop.
-                outcomes = await self._conn._execute(  # type: ignore[no-untyped-call]
+                on_thread: list[Written | Exception] = await self._conn._execute(  # type: ignore[no-untyped-call]
                     _apply, self._conn._conn, units
                 )
-                return outcomes
+                return on_thread
             except sqlite3.OperationalError as exc:
                 if not _locked(exc) or attempt == _LOCKED_TRIES - 1:
                     raise
