@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import discord
@@ -20,7 +20,10 @@ from tests.discord.conftest import Harness
 from tests.web.conftest import Site, make_image_job
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -89,6 +92,26 @@ def wait_for(driver: WebDriver, condition, what: str) -> None:  # type: ignore[n
     WebDriverWait(driver, WAIT).until(lambda d: condition(d), message=what)
 
 
+def wait_for_texts(
+    driver: WebDriver, selector: str, ready: Callable[[list[str]], bool], what: str
+) -> list[str]:
+    """The texts of the elements matching `selector`, once `ready` holds for them. Right after
+    a form is sent the URL is already the new page's while the old page is being replaced:
+    elements found then go stale, and they are looked for again."""
+    found: list[str] = []
+
+    def look(d: WebDriver) -> bool:
+        nonlocal found
+        try:
+            found = [e.text for e in d.find_elements(By.CSS_SELECTOR, selector)]
+        except StaleElementReferenceException:
+            return False
+        return ready(found)
+
+    wait_for(driver, look, what)
+    return found
+
+
 def images_loaded(driver: WebDriver) -> bool:
     return bool(
         driver.execute_script(
@@ -123,7 +146,9 @@ def browse_at_desktop(driver: WebDriver, link: str) -> None:
     search.send_keys("lighthouse")
     driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     wait_for(driver, lambda d: "q=lighthouse" in d.current_url, "the filtered page")
-    prompts = [p.text for p in driver.find_elements(By.CSS_SELECTOR, "article.tile .prompt")]
+    prompts = wait_for_texts(
+        driver, "article.tile .prompt", lambda found: len(found) == 4, "the filtered tiles"
+    )
     assert prompts == [
         "a lighthouse at dawn, study 20",
         "a lighthouse at dawn, study 10",
@@ -134,15 +159,17 @@ def browse_at_desktop(driver: WebDriver, link: str) -> None:
     member.find_element(By.XPATH, "option[text()='bob']").click()
     driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
     wait_for(driver, lambda d: "member=" in d.current_url, "the member's page")
-    metas = [m.text for m in driver.find_elements(By.CSS_SELECTOR, "article.tile .meta")]
-    assert len(metas) == 3 and all(m.startswith("bob ·") for m in metas)
+    metas = wait_for_texts(
+        driver, "article.tile .meta", lambda found: len(found) == 3, "the member's tiles"
+    )
+    assert all(m.startswith("bob ·") for m in metas)
     driver.save_screenshot(str(ARTIFACTS / "desktop-filtered.png"))
 
     # Open a job: every input, the seed, the cost, the time, the /imagine line.
     driver.find_element(By.CSS_SELECTOR, "article.tile a.shots").click()
     wait_for(driver, lambda d: "/job/" in d.current_url, "the job page")
     wait_for(driver, images_loaded, "the job's images to load")
-    facts = driver.find_element(By.CSS_SELECTOR, "table.facts").text
+    facts = "\n".join(wait_for_texts(driver, "table.facts", bool, "the job's facts"))
     assert "Seed 7" in facts and "Cost $0.0042" in facts and "Time taken 6.5 s" in facts
     line = driver.find_element(By.ID, "imagine").text
     assert line.startswith("/imagine prompt:a lighthouse at dawn, study 20 model:")
