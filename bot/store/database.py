@@ -26,8 +26,8 @@ Connection = aiosqlite.Connection
 
 log = logging.getLogger(__name__)
 
-#: Migrations that shrink the rows of an existing database: VACUUM after them, once.
-_SHRINKING = ("_history.sql", "_finished_tokens.sql")
+#: Migrations that shrink an existing database (rows, indexes): VACUUM after them, once.
+_SHRINKING = ("_history.sql", "_finished_tokens.sql", "_past_costs.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 

@@ -17,6 +17,9 @@ from bot.store.batch import WriteBatcher
 from bot.store.recent import Recent
 from bot.wiro.types import price_rules
 
+#: How far back (in jobs of every model) a past cost is looked for.
+PAST_COST_JOBS = 5000
+
 #: A job's weight against a budget: its cost once known, else its estimate while it may still
 #: cost something (waiting or at Wiro), else nothing (it ended without reaching Wiro).
 _CHARGE = (
@@ -150,13 +153,17 @@ class SpendRepository:
 
     async def median_cost(self, model: str, pixels: int, *, recent: int = 25) -> Decimal | None:
         """Median cost of this model's recent successful jobs whose output pixels (width x
-        height x samples) are within a factor 1.5 of `pixels`."""
+        height x samples) are within a factor 1.5 of `pixels`: among the bot's last
+        `PAST_COST_JOBS` jobs, a rowid range. An index of every priced job for this cost 35
+        bytes a job (a third of the history's size target), and it is asked only for a model
+        Wiro gives no price for."""
         async with self._conn.execute(
-            "SELECT cost_pico FROM jobs WHERE model = ? AND status = 'succeeded'"
-            " AND cost_pico > 0 AND pixels BETWEEN ? AND ? ORDER BY id DESC LIMIT ?",
+            "SELECT cost_pico FROM jobs WHERE id > (SELECT coalesce(max(id), 0) FROM jobs) - ?"
+            " AND model = ? AND status = 'succeeded' AND cost_pico > 0"
+            " AND pixels BETWEEN ? AND ? ORDER BY id DESC LIMIT ?",
             # Whole bounds (pixels is an integer column): the same rows, and PostgreSQL
             # binds an integer parameter only from an int.
-            (model, math.ceil(pixels / 1.5), math.floor(pixels * 1.5), recent),
+            (PAST_COST_JOBS, model, math.ceil(pixels / 1.5), math.floor(pixels * 1.5), recent),
         ) as cursor:
             costs = sorted(int(row[0]) for row in await cursor.fetchall())
         if not costs:

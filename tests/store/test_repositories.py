@@ -11,6 +11,7 @@ import pytest
 
 from bot.jobs.job import JobState, Output, Requester
 from bot.store import Claim, GuildSettings, NewJob, RunLimits, Store, StoredFile
+from bot.store import spend as spend_module
 from bot.store.spend import Budget
 from tests.conftest import open_store
 
@@ -258,3 +259,16 @@ async def test_interaction_tokens_are_forgotten_and_durations_learned(store: Sto
     assert await store.jobs.typical_durations() == {"m/one": 4.0}
     assert [j.id for j in await store.jobs.unposted()] == [job_id]
     assert await store.jobs.known_task_ids(["t1"]) == set()
+
+
+async def test_a_past_cost_is_looked_for_among_the_latest_jobs_only(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an index of every priced job: the last few thousand jobs, by rowid."""
+    monkeypatch.setattr(spend_module, "PAST_COST_JOBS", 3)
+    old = await new_job(store, created_at=time.time())
+    await store.jobs.update(old, status=JobState.SUCCEEDED, cost="0.10")
+    assert await store.spend.median_cost("m/one", 512 * 512) == Decimal("0.1")
+    for _ in range(3):  # newer jobs, none of them priced yet
+        await new_job(store, created_at=time.time())
+    assert await store.spend.median_cost("m/one", 512 * 512) is None
