@@ -236,26 +236,18 @@ class Follower:
                     max_bytes=self._settings.max_download_bytes,
                     writer=self._file_writer,
                 )
-            except WiroError as exc:
+            except (WiroError, OSError) as exc:
+                if isinstance(exc, WiroError):
+                    error = f"The images were made but could not be downloaded: {exc}"
+                else:
+                    # The bot's own disk (full, read-only, gone): the task still ran and is
+                    # billed, so it is recorded with its cost; the folder stays out of the words.
+                    log.error("job %s: could not save its images: %s", job.id, exc)
+                    error = "The images were made but the bot could not save them " + (
+                        f"({exc.strerror or type(exc).__name__})."
+                    )
                 await book.finish(
-                    job,
-                    JobState.FAILED,
-                    task=task,
-                    kind=ErrorKind.DOWNLOAD,
-                    error=f"The images were made but could not be downloaded: {exc}",
-                )
-                return
-            except OSError as exc:
-                # The bot's own disk (full, read-only, gone): the task still ran and is billed,
-                # so it is recorded with its cost, and the folder stays out of the words.
-                log.error("job %s: could not save its images: %s", job.id, exc)
-                await book.finish(
-                    job,
-                    JobState.FAILED,
-                    task=task,
-                    kind=ErrorKind.DOWNLOAD,
-                    error="The images were made but the bot could not save them "
-                    f"({exc.strerror or type(exc).__name__}).",
+                    job, JobState.FAILED, task=task, kind=ErrorKind.DOWNLOAD, error=error
                 )
                 return
             await book.finish(job, JobState.SUCCEEDED, task=task, outputs=outputs)
