@@ -18,6 +18,7 @@ from bot.jobs.job import FINAL_STATES, ErrorKind, Job, JobState, Output, Request
 from bot.money import ZERO, from_pico, parse_usd, to_pico
 from bot.store.batch import Statement, WriteBatcher
 from bot.store.database import is_postgres, transaction
+from bot.store.windows import member_since
 
 if TYPE_CHECKING:
     from bot.store.postgres import PgConnection
@@ -50,6 +51,12 @@ _FINAL = tuple(state.value for state in FINAL_STATES)
 # condition names the same constants as the index's (migrations 0001 and 0002).
 _FINAL_SQL = "('succeeded', 'failed', 'cancelled', 'timed_out')"
 assert set(_FINAL) == set(re.findall(r"'(\w+)'", _FINAL_SQL))
+
+#: A server's jobs and their cost in the part of a day that a "since" cuts through.
+_SPEND_PART_SQL = (
+    "SELECT COUNT(*), coalesce(SUM(cost_pico), 0) FROM jobs"
+    " WHERE guild_id IS ? AND created_at >= ? AND created_at < ?"
+)
 
 #: A job's row with its shared inputs (see `_stored_inputs`).
 _JOB_COLUMNS = "jobs.*, input_sets.inputs AS set_inputs"
@@ -711,10 +718,11 @@ class JobRepository:
 
     async def count_started_since(self, *, user_id: int, guild_id: int | None, since: float) -> int:
         """Jobs a member started since a time, cancelled-before-Wiro ones not counted."""
+        window, params = member_since(guild_id, user_id, since)
         async with self._conn.execute(
-            "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND guild_id IS ? AND created_at >= ?"
+            f"SELECT COUNT(*) FROM jobs WHERE {window}"
             " AND NOT (status = 'cancelled' AND task_id IS NULL)",
-            (user_id, guild_id, since),
+            params,
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
@@ -722,10 +730,13 @@ class JobRepository:
     async def oldest_started_since(
         self, *, user_id: int, guild_id: int | None, since: float
     ) -> float | None:
+        window, params = member_since(guild_id, user_id, since)
+        # MIN(+created_at), not MIN(created_at): PostgreSQL would read the latter as "the
+        # first row of the server's time index that passes", walking the server's history.
         async with self._conn.execute(
-            "SELECT MIN(created_at) FROM jobs WHERE user_id = ? AND guild_id IS ?"
-            " AND created_at >= ? AND NOT (status = 'cancelled' AND task_id IS NULL)",
-            (user_id, guild_id, since),
+            f"SELECT MIN(+created_at) FROM jobs WHERE {window}"
+            " AND NOT (status = 'cancelled' AND task_id IS NULL)",
+            params,
         ) as cursor:
             row = await cursor.fetchone()
         return float(row[0]) if row and row[0] is not None else None
@@ -753,9 +764,7 @@ class JobRepository:
         ) as cursor:
             whole = await cursor.fetchone()
         async with self._conn.execute(
-            "SELECT COUNT(*), coalesce(SUM(cost_pico), 0) FROM jobs"
-            " WHERE guild_id IS ? AND created_at >= ? AND created_at < ?",
-            (guild_id, since, (cut + 1) * 86400.0),
+            _SPEND_PART_SQL, (guild_id, since, (cut + 1) * 86400.0)
         ) as cursor:
             part = await cursor.fetchone()
         jobs = sum(int(row[0]) for row in (whole, part) if row)

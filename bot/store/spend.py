@@ -15,6 +15,7 @@ from bot.catalog.pricing import ModelPricing
 from bot.money import from_pico, to_pico
 from bot.store.batch import WriteBatcher
 from bot.store.recent import Recent
+from bot.store.windows import member_since
 from bot.wiro.types import price_rules
 
 #: How far back (in jobs of every model) a past cost is looked for.
@@ -230,14 +231,13 @@ class SpendRepository:
     ) -> Decimal:
         """What a server's (or one member's) jobs created in [since, until) cost or may cost:
         known costs, plus estimates of jobs still waiting or at Wiro."""
-        member = " AND user_id = ?" if user_id is not None else ""
-        params: tuple[object, ...] = (guild_id, since, until) + (
-            (user_id,) if user_id is not None else ()
+        window, params = (
+            ("guild_id = ? AND created_at >= ? AND created_at < ?", (guild_id, since, until))
+            if user_id is None
+            else member_since(guild_id, user_id, since, until)
         )
         async with self._conn.execute(
-            f"SELECT COALESCE(SUM({_CHARGE}), 0) FROM jobs WHERE guild_id = ?"
-            f" AND created_at >= ? AND created_at < ?{member}",
-            params,
+            f"SELECT COALESCE(SUM({_CHARGE}), 0) FROM jobs WHERE {window}", params
         ) as cursor:
             row = await cursor.fetchone()
         return from_pico(int(row[0])) if row else Decimal(0)
@@ -268,14 +268,19 @@ class SpendRepository:
     ) -> Usage:
         """Jobs and spend by UTC day and model, and by member. `guild_id` None: every job, the
         command line's too."""
-        clauses = [_COUNTED, "created_at >= ?"]
-        params: list[object] = [since]
-        if guild_id is not None:
-            clauses.append("guild_id = ?")
-            params.append(guild_id)
-        if user_id is not None:
-            clauses.append("user_id = ?")
-            params.append(user_id)
+        clauses = [_COUNTED]
+        params: list[object] = []
+        if user_id is not None and guild_id is not None:
+            window, member = member_since(guild_id, user_id, since)
+            clauses.append(window)
+            params.extend(member)
+        else:
+            clauses.append("created_at >= ?")
+            params.append(since)
+            for column, value in (("guild_id", guild_id), ("user_id", user_id)):
+                if value is not None:
+                    clauses.append(f"{column} = ?")
+                    params.append(value)
         where = " AND ".join(clauses)
         # UTC day numbers group faster than date strings; they are named below.
         async with self._conn.execute(

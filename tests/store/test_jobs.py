@@ -13,7 +13,8 @@ import pytest
 
 from bot.jobs.job import JobState, Requester
 from bot.store import HistoryQuery, NewJob, Store
-from bot.store.jobs import _FINAL_SQL, _JOB_COLUMNS, _history_sql
+from bot.store.jobs import _FINAL_SQL, _JOB_COLUMNS, _SPEND_PART_SQL, _history_sql
+from bot.store.windows import member_since
 from tests.conftest import open_store
 
 GUILD = 100
@@ -170,11 +171,7 @@ async def test_hot_queries_use_indexes(store: Store, database: str, tmp_path: Pa
             " AND source = 'discord' ORDER BY id",
             (),
         ),
-        (
-            "SELECT COUNT(*), coalesce(SUM(cost), 0) FROM jobs"
-            " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
-            (GUILD, 10, 0.0),
-        ),
+        (_SPEND_PART_SQL, (GUILD, 0.0, 86400.0)),
         (
             "UPDATE jobs SET interaction_token = NULL WHERE interaction_token IS NOT NULL"
             " AND interaction_at < ?",
@@ -186,6 +183,23 @@ async def test_hot_queries_use_indexes(store: Store, database: str, tmp_path: Pa
         assert not re.search(r"SCAN jobs(?!_search| USING INDEX jobs_un)|TEMP B-TREE", plan), (
             f"{sql}\n{plan}"
         )
+    conn.close()
+
+
+async def test_a_members_windows_walk_the_members_index_from_the_windows_first_id(
+    store: Store, database: str, tmp_path: Path
+) -> None:
+    """The daily limit, member budgets and "/usage mine" read the member's jobs of the
+    window only: not the server's jobs of the window, not the member's whole history."""
+    if database.startswith("postgresql"):
+        pytest.skip("reads SQLite's query plans (PostgreSQL's planner decides by statistics)")
+    await make(store, "a cat")
+    conn = sqlite3.connect(tmp_path / "wirobot.db")
+    for guild, until in ((GUILD, None), (GUILD, 30 * 86400.0), (None, None)):
+        window, params = member_since(guild, 1, 86400.0, until)
+        sql = f"SELECT COUNT(*) FROM jobs WHERE {window}"
+        plan = " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert "USING INDEX jobs_by_member (guild_id=? AND user_id=? AND rowid>?)" in plan, plan
     conn.close()
 
 

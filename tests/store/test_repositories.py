@@ -177,6 +177,38 @@ async def test_limits_count_a_members_jobs_and_the_command_lines(store: Store) -
     assert count == 1
 
 
+async def test_a_members_windows_count_every_job_of_the_window_in_any_id_order(
+    store: Store,
+) -> None:
+    # Member windows bound ids from below by each server day's first id (guild_days): a job
+    # stored late (a higher id for an earlier time) still counts, an older one does not.
+    bob = Requester(user_id=2, guild_id=GUILD, channel_id=1000)
+    elsewhere = Requester(user_id=ALICE.user_id, guild_id=GUILD + 1, channel_id=1)
+    now = time.time()
+    since = now - 86400
+    await new_job(store, created_at=now - 10 * 86400)  # before the window
+    cost = {await new_job(store, created_at=now): "0.10"}
+    cost[await new_job(store, created_at=since + 60)] = "0.20"  # stored after a newer job
+    cost[await new_job(store, who=bob, created_at=now)] = "1.00"  # another member's
+    cost[await new_job(store, who=elsewhere, created_at=now)] = "3.00"  # another server's
+    for job_id, amount in cost.items():
+        await store.jobs.update(job_id, status=JobState.SUCCEEDED, cost=amount, task_id="t")
+    user = ALICE.user_id or 0
+
+    assert await store.jobs.count_started_since(user_id=user, guild_id=GUILD, since=since) == 2
+    assert await store.jobs.oldest_started_since(
+        user_id=user, guild_id=GUILD, since=since
+    ) == pytest.approx(since + 60)
+    spent = await store.spend.committed(guild_id=GUILD, since=since, until=now + 1, user_id=user)
+    assert spent == Decimal("0.30")
+    usage = await store.spend.usage(guild_id=GUILD, since=since, user_id=user)
+    assert (usage.jobs, usage.total) == (2, Decimal("0.30"))
+    # A server with no job since the window began: nothing, not everything.
+    assert await store.jobs.count_started_since(user_id=user, guild_id=GUILD + 2, since=0) == 0
+    later = await store.jobs.oldest_started_since(user_id=user, guild_id=GUILD, since=now + 1)
+    assert later is None
+
+
 async def test_server_settings_and_model_defaults(store: Store) -> None:
     settings = GuildSettings(
         guild_id=GUILD,
