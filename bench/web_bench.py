@@ -55,12 +55,12 @@ async def fill(store: Store, jobs: int) -> None:
                 "succeeded",
                 now - (jobs - n),
                 now - (jobs - n) + 7,
-                0.0042,
+                4_200_000_000,  # $0.0042 in picodollars
             )
         )
     await conn.executemany(
         "INSERT INTO jobs (source, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
-        " status, created_at, finished_at, cost) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " status, created_at, finished_at, cost_pico) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     await conn.executemany(

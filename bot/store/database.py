@@ -27,7 +27,7 @@ Connection = aiosqlite.Connection
 log = logging.getLogger(__name__)
 
 #: Migrations that shrink an existing database (rows, indexes): VACUUM after them, once.
-_SHRINKING = ("_history.sql", "_finished_tokens.sql", "_past_costs.sql")
+_SHRINKING = ("_history.sql", "_finished_tokens.sql", "_past_costs.sql", "_member_windows.sql")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 

@@ -1033,10 +1033,8 @@ def _stored_inputs(inputs: dict[str, Any], prompt: str, seed: int) -> str:
 def _update(job_id: int, fields: dict[str, Any]) -> Statement:
     columns = {name: _to_sql(v) for name, v in fields.items() if name != "cost"}
     if "cost" in fields:
-        # Exact in cost_pico (what every sum reads); the REAL column only for older readers.
-        amount = parse_usd(fields["cost"])
+        amount = parse_usd(fields["cost"])  # Wiro's string; kept exact, in picodollars
         columns["cost_pico"] = None if amount is None else to_pico(amount)
-        columns["cost"] = None if amount is None else float(amount)
     assignments = ", ".join(f"{name} = ?" for name in columns)
     return (f"UPDATE jobs SET {assignments} WHERE id = ?", (*columns.values(), job_id))
 

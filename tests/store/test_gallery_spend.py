@@ -14,6 +14,7 @@ import pytest
 
 from bot.jobs.job import JobState, Requester
 from bot.store import NewJob, Store
+from bot.store.database import migrations
 from tests.conftest import open_store
 
 GUILD = 884_390_127_593_472_011
@@ -85,18 +86,22 @@ async def test_spend_by_day_counts_the_last_30_days_from_their_first_moment(stor
 async def test_an_existing_sqlite_database_gets_its_model_days_from_its_jobs(
     tmp_path: Path,
 ) -> None:
+    # A database written before migration 0007: no per-model days yet.
     path = tmp_path / "wirobot.db"
-    async with await Store.open(path) as store:
-        now = time.time()
-        await job(store, now - 2 * DAY, "1.00")
-        await job(store, now - 2 * DAY, "0.50", model="m/two")
-        await job(store, now - 60, "0.25")
-    # As a database written before migration 0007 was: no per-model days yet.
+    now = time.time()
     with sqlite3.connect(path) as conn:
-        for trigger in ("insert", "cost", "delete"):
-            conn.execute(f"DROP TRIGGER guild_model_days_{trigger}")
-        conn.execute("DROP TABLE guild_model_days")
-        conn.execute("PRAGMA user_version = 6")
+        for number, _, sql in migrations()[:6]:
+            conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+        conn.executemany(
+            "INSERT INTO jobs (guild_id, channel_id, user_id, model, prompt, inputs, seed,"
+            " status, created_at, cost_pico) VALUES (?, 1000, ?, ?, 'p', '{}', 1, ?, ?, ?)",
+            [
+                (GUILD, ALICE.user_id, "m/one", "succeeded", now - 2 * DAY, 10**12),
+                (GUILD, ALICE.user_id, "m/two", "succeeded", now - 2 * DAY, 5 * 10**11),
+                (GUILD, ALICE.user_id, "m/one", "succeeded", now - 60, 25 * 10**10),
+                (GUILD + 1, ALICE.user_id, "m/one", "succeeded", now - 60, 10**12),
+            ],
+        )
     async with await Store.open(path) as store:
         by_model = await store.gallery.spend_by_model(GUILD)
     assert [(m.model, m.jobs, m.cost) for m in by_model] == [

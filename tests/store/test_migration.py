@@ -236,3 +236,42 @@ async def test_finished_jobs_written_before_0008_lose_their_socket_tokens(tmp_pa
         (None, None),
         ("socket-token-5", "task_start"),
     ]
+
+
+async def test_a_database_at_0009_keeps_every_job_and_cost_without_the_real_cost_column(
+    tmp_path: Path,
+) -> None:
+    """Migration 0010 drops the REAL `cost` (nobody reads it) and the member-time index: every
+    job stays, its exact cost too, and a member's windows count as before."""
+    path = tmp_path / "v9.db"
+    conn = sqlite3.connect(path)
+    for number, _, sql in migrations()[:9]:
+        conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+    now = time.time()
+    for n in range(1, 7):
+        conn.execute(
+            "INSERT INTO jobs (id, guild_id, channel_id, user_id, model, prompt, inputs, seed,"
+            " status, task_id, created_at, cost, cost_pico)"
+            " VALUES (?, 5, 6, ?, 'm/x', ?, '{}', 1, 'succeeded', 't', ?, ?, ?)",
+            (n, 7 if n % 2 else 8, f"prompt {n}", now - n * 3600, n * 0.001, n * 10**9),
+        )
+    conn.commit()
+    conn.close()
+
+    async with await Store.open(path) as store:
+        assert await store.version() == len(migrations())
+        jobs = [await store.jobs.get(n) for n in range(1, 7)]
+        assert [j.cost for j in jobs if j is not None] == [Decimal(n) / 1000 for n in range(1, 7)]
+        # Jobs 1, 3 and 5 are member 7's, begun 1, 3 and 5 hours ago.
+        assert (
+            await store.jobs.count_started_since(user_id=7, guild_id=5, since=now - 4 * 3600) == 2
+        )
+        spent = await store.spend.committed(guild_id=5, since=0, until=now, user_id=7)
+        assert spent == Decimal("0.009")
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        indexes = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+    assert "cost" not in columns and "cost_pico" in columns
+    assert "jobs_spend_by_member" not in indexes and "jobs_by_guild" in indexes
