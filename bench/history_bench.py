@@ -244,7 +244,9 @@ def line(name: str, times: list[float], target: float = TARGET_MS) -> bool:
 
 def plans(path: Path) -> list[str]:
     """The plans of the hot queries, as the store writes them; any `SCAN jobs` is a miss."""
-    from bot.store.jobs import _FINAL_SQL, _JOB_COLUMNS, _history_sql
+    from bot.store.jobs import _FINAL_SQL, _JOB_COLUMNS, _SPEND_PART_SQL, _history_sql
+    from bot.store.spend import _CHARGE
+    from bot.store.windows import member_since
 
     conn = sqlite3.connect(path)
     guild, user = conn.execute(
@@ -270,15 +272,24 @@ def plans(path: Path) -> list[str]:
         " AND source = 'discord' ORDER BY id",
         (),
     )
-    queries["spend, recent part"] = (
-        "SELECT COUNT(*), coalesce(SUM(cost), 0) FROM jobs"
-        " WHERE guild_id IS ? AND id >= ? AND created_at >= ?",
-        (guild, 900_000, 0.0),
+    now = time.time()
+    queries["spend, the day 'since' cuts"] = (_SPEND_PART_SQL, (guild, now - 3600, now))
+    queries["budget, server's month"] = (
+        f"SELECT SUM({_CHARGE}) FROM jobs WHERE guild_id = ? AND created_at >= ?"
+        " AND created_at < ?",
+        (guild, now - 30 * 86400, now),
     )
+    # A member's windows must walk the member's index, not the server's window.
+    member: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for name, until in (("daily limit", None), ("member budget", now)):
+        window, params = member_since(guild, user, now - 86400, until)
+        member[f"member window, {name}"] = (f"SELECT COUNT(*) FROM jobs WHERE {window}", params)
+    queries.update(member)
     missed = []
     for name, (sql, params) in queries.items():
         detail = " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
         bad = bool(re.search(r"SCAN jobs(?!_search| USING INDEX jobs_un)|TEMP B-TREE", detail))
+        bad |= name in member and "USING INDEX jobs_by_member" not in detail
         print(f"  {name:<36} {detail}{'  <- MISSED' if bad else ''}")
         if bad:
             missed.append(name)
@@ -385,6 +396,11 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
         "/history job:<id>": lambda i: j.get(rng.randrange(1, jobs)),
         "/settings show: spend, all time + 30 days": lambda i: _spend(store, picks[i][0]),
         "/settings show: spend, biggest server": lambda i: _spend(store, big),
+        "/settings show: budgets, this month's spend": lambda i: _month(store, picks[i][0]),
+        "/settings show: budgets, biggest server": lambda i: _month(store, big),
+        "/imagine: a member's day and month (limit, budgets)": lambda i: _member(
+            store, picks[i][0], picks[i][1]
+        ),
     }.items():
         ok &= line(name, await timed(samples, make))
 
@@ -417,7 +433,7 @@ async def run(jobs: int, samples: int, rebuild: bool) -> bool:
     print("\nbytes per job on disk (jobs, outputs, indexes, search index)")
     print(f"  before 0002: {old_bytes / jobs:6.0f}  ({old_bytes / 2**20:,.0f} MB)")
     print(
-        f"  after 0002 (compacted by the migration): {new_bytes / jobs:6.0f}  "
+        f"  migrated (compacted by the migration): {new_bytes / jobs:6.0f}  "
         f"({new_bytes / 2**20:,.0f} MB)  target < {BYTES_TARGET}  "
         f"{'ok' if new_bytes / jobs < BYTES_TARGET else 'MISSED'}"
     )
@@ -435,6 +451,21 @@ def _fresh_copy(source: Path, target: Path) -> None:
 async def _spend(store: Store, guild_id: int) -> None:
     await store.jobs.spend(guild_id=guild_id)
     await store.jobs.spend(guild_id=guild_id, since=time.time() - 30 * 86400)
+
+
+async def _month(store: Store, guild_id: int) -> None:
+    now = time.time()
+    await store.spend.committed(guild_id=guild_id, since=now - 30 * 86400, until=now + 1)
+
+
+async def _member(store: Store, guild_id: int, user_id: int) -> None:
+    # What admission asks of a member with a daily limit and both member budgets.
+    now = time.time()
+    day = now - 86400
+    await store.jobs.count_started_since(user_id=user_id, guild_id=guild_id, since=day)
+    await store.jobs.oldest_started_since(user_id=user_id, guild_id=guild_id, since=day)
+    for since in (now - 30 * 86400, day):
+        await store.spend.committed(guild_id=guild_id, since=since, until=now + 1, user_id=user_id)
 
 
 async def _both(store: Store) -> None:

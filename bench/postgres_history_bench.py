@@ -25,7 +25,17 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.history_bench import CACHE, COMMON, MODELS, RARE, _fresh_copy, build, timed
+from bench.history_bench import (
+    CACHE,
+    COMMON,
+    MODELS,
+    RARE,
+    _fresh_copy,
+    _member,
+    _month,
+    build,
+    timed,
+)
 from bot.discord_views.history import COUNT_CAP, FILTERED_COUNT_CAP
 from bot.store import HistoryQuery, Store
 from tests.postgres_server import PostgresServer
@@ -68,6 +78,8 @@ def queries(jobs: int, picks: list[tuple[int, int, int]], big: int) -> dict[str,
         ),
         "/history job:<id>": lambda s, i: s.jobs.get(1 + (i * 7919) % jobs),
         "/settings show: spend": lambda s, i: spend(s, picks[i][0]),
+        "/settings show: budgets, month's spend": lambda s, i: _month(s, picks[i][0]),
+        "/imagine: a member's day and month": lambda s, i: _member(s, *picks[i][:2]),
         "start-up: unfinished + unposted": lambda s, i: _start_up(s),
     }
 
