@@ -18,7 +18,13 @@ from bot.jobs.job import Job
 from bot.money import from_pico
 from bot.store.batch import WriteBatcher
 from bot.store.database import is_postgres
-from bot.store.jobs import _JOB_COLUMNS, _WITH_INPUTS, JobRepository
+from bot.store.jobs import (
+    _JOB_COLUMNS,
+    _WITH_INPUTS,
+    JobRepository,
+    _in_channels,
+    _prompt_contains,
+)
 
 _SIGNING_KEY = "gallery_signing_key"
 
@@ -324,12 +330,7 @@ def _filter(query: GalleryQuery) -> tuple[str, list[Any]]:
     clauses = ["jobs.guild_id = ?", "jobs.status = 'succeeded'"]
     params: list[Any] = [query.guild_id]
     if query.channels is not None:
-        if query.channels:
-            ids = sorted(query.channels)
-            clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
-            params.extend(ids)
-        else:
-            clauses.append("0")
+        clauses.append(_in_channels(query.channels, params))
     if query.model is not None:
         clauses.append("jobs.model = ?")
         params.append(query.model)
@@ -337,10 +338,7 @@ def _filter(query: GalleryQuery) -> tuple[str, list[Any]]:
         clauses.append("jobs.user_id = ?")
         params.append(query.user_id)
     if query.search:
-        # The search's words found the candidates; the prompt must still contain the text.
-        escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
-        params.append(f"%{escaped}%")
+        clauses.append(_prompt_contains(query.search, params))
     return " AND ".join(clauses), params
 
 

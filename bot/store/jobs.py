@@ -987,16 +987,9 @@ def _history_sql(
             clauses.append(f"jobs.{column} = ?")
             params.append(value)
     if query.channel_ids is not None:
-        if query.channel_ids:
-            ids = sorted(query.channel_ids)
-            clauses.append(f"jobs.channel_id IN ({', '.join('?' for _ in ids)})")
-            params.extend(ids)
-        else:
-            clauses.append("FALSE")
+        clauses.append(_in_channels(query.channel_ids, params))
     if query.search:
-        escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        clauses.append("jobs.prompt LIKE ? ESCAPE '\\'")
-        params.append(f"%{escaped}%")
+        clauses.append(_prompt_contains(query.search, params))
     if query.before_id is not None:
         clauses.append(f"{key} < ?")
         params.append(query.before_id)
@@ -1008,6 +1001,22 @@ def _history_sql(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     tail = f" ORDER BY {key} {order} LIMIT ?" if order else ""
     return f"SELECT {columns} FROM {source}{where}{tail}", tuple(params)
+
+
+def _in_channels(channels: frozenset[int], params: list[Any]) -> str:
+    """The condition "in one of these channels", its ids added to `params`. No channel: no
+    job (FALSE, a boolean on both backends)."""
+    ids = sorted(channels)
+    params.extend(ids)
+    return f"jobs.channel_id IN ({', '.join('?' for _ in ids)})" if ids else "FALSE"
+
+
+def _prompt_contains(text: str, params: list[Any]) -> str:
+    """The condition "the prompt contains this text" (% and _ as plain characters), its
+    pattern added to `params`; a search's words index finds the candidates first."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    params.append(f"%{escaped}%")
+    return "jobs.prompt LIKE ? ESCAPE '\\'"
 
 
 def model_token(slug: str) -> str | None:

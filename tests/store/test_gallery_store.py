@@ -65,3 +65,21 @@ async def test_a_link_a_page_names_and_spend_read_back_alike(store: Store) -> No
     assert [(d.jobs, d.cost) for d in days] == [(1, Decimal("0.25"))]
     assert len(days[0].day) == 10
     assert await store.jobs.spend(guild_id=GUILD) == (1, Decimal("0.25"))
+
+
+async def test_a_member_who_sees_no_channel_gets_an_empty_gallery(store: Store) -> None:
+    # The bot left the server, or the member lost every channel: nothing, on both backends.
+    job = await store.jobs.create(
+        NewJob(
+            model="m/one",
+            prompt="a grey cat",
+            inputs={"prompt": "a grey cat"},
+            seed=1,
+            requester=ALICE,
+            created_at=time.time(),
+        )
+    )
+    await store.jobs.finish(job.id, [], status=JobState.SUCCEEDED, cost=0.25)
+    for search in (None, "grey"):
+        query = GalleryQuery(guild_id=GUILD, channels=frozenset(), search=search)
+        assert await store.gallery.jobs(query) == []
